@@ -1,0 +1,244 @@
+/* fastlstm.c - the C layer of fastlstm, one translation unit read top to bottom:
+ * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM and RNN passes,
+ * each type-generic body instantiated once for float and once for double.
+ *
+ * It does not allocate, print, read the environment or keep state between calls: the caller passes
+ * sizes, a thread count, a SIMD level and a workspace (fastlstm.h is the contract).
+ */
+#include "fastlstm.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- threading shim: the serial build is the same source ----------------------------------------- */
+
+static inline int fl_thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int fl_thread_count(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Threads worth starting for a recurrence whose steps each cost 2*B*(I+H)*G*H flops: just the
+ * caller's where a step is too small to pay for a barrier. */
+static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G)
+{
+    const double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
+    return step_flops < 65536.0 ? 1 : num_threads;
+}
+
+int fl_openmp_version(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
+int fl_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *fl_compiler(void)
+{
+#ifdef __VERSION__
+    return __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
+/* ---- SIMD level, chosen at run time --------------------------------------------------------------- */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define FL_X86 1
+#define FL_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define FL_TARGET_AVX512 __attribute__((target("avx512f,fma")))
+#else
+#define FL_X86 0
+#endif
+
+int fl_simd_max(void)
+{
+#if FL_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return FL_SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FL_SIMD_AVX2;
+#endif
+    return FL_SIMD_PORTABLE;
+}
+
+const char *fl_simd_name(int simd)
+{
+    switch (simd) {
+    case FL_SIMD_PORTABLE:
+        return "portable";
+    case FL_SIMD_AVX2:
+        return "avx2";
+    case FL_SIMD_AVX512:
+        return "avx512";
+    default:
+        return "unknown";
+    }
+}
+
+/* ---- register-tile kernels: (precision) x (SIMD level) -------------------------------------------
+ * Tiles use at most 24 of the 32 AVX-512 registers for accumulators, 12 of the 16 AVX2/SSE/NEON ones. */
+
+#define FL_TILE_MAX (8 * 48) /* the largest mr*nr below, for the scratch tile at matrix edges */
+
+#define REAL float
+#define UK_NAME ukernel_f32_portable
+#define UK_TARGET
+#define UK_VBYTES 16
+#define UK_MR 6
+#define UK_NRV 2
+#include "ukernel.inc"
+#if FL_X86
+#define UK_NAME ukernel_f32_avx2
+#define UK_TARGET FL_TARGET_AVX2
+#define UK_VBYTES 32
+#define UK_MR 6
+#define UK_NRV 2
+#include "ukernel.inc"
+#define UK_NAME ukernel_f32_avx512
+#define UK_TARGET FL_TARGET_AVX512
+#define UK_VBYTES 64
+#define UK_MR 8
+#define UK_NRV 3
+#include "ukernel.inc"
+#endif
+#undef REAL
+
+#define REAL double
+#define UK_NAME ukernel_f64_portable
+#define UK_TARGET
+#define UK_VBYTES 16
+#define UK_MR 6
+#define UK_NRV 2
+#include "ukernel.inc"
+#if FL_X86
+#define UK_NAME ukernel_f64_avx2
+#define UK_TARGET FL_TARGET_AVX2
+#define UK_VBYTES 32
+#define UK_MR 6
+#define UK_NRV 2
+#include "ukernel.inc"
+#define UK_NAME ukernel_f64_avx512
+#define UK_TARGET FL_TARGET_AVX512
+#define UK_VBYTES 64
+#define UK_MR 8
+#define UK_NRV 3
+#include "ukernel.inc"
+#endif
+#undef REAL
+
+/* ---- GEMM and the passes, once per precision ------------------------------------------------------ */
+
+#define FL_CAT_(a, b) a##_##b
+#define FL_CAT(a, b) FL_CAT_(a, b)
+#define FN(name) FL_CAT(name, SUFFIX)
+
+/* Block sizes (data, per kernel): kc*nr of a B panel fits L1, mc*kc of A fits L2. Entries are
+ * indexed by enum fl_simd; a level a build lacks repeats the portable kernel (never selected, as
+ * fl_simd_max() does not report it). */
+#define REAL float
+#define SUFFIX f32
+#define EXP expf
+#define TANH tanhf
+#include "gemm.inc"
+static const struct FN(kernel) FN(kernel_table)[3] = {
+    {6, 8, 96, 256, 2048, ukernel_f32_portable},
+#if FL_X86
+    {6, 16, 96, 256, 2048, ukernel_f32_avx2},
+    {8, 48, 128, 128, 3072, ukernel_f32_avx512},
+#else
+    {6, 8, 96, 256, 2048, ukernel_f32_portable},
+    {6, 8, 96, 256, 2048, ukernel_f32_portable},
+#endif
+};
+#include "recurrent.inc"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+#undef TANH
+
+#define REAL double
+#define SUFFIX f64
+#define EXP exp
+#define TANH tanh
+#include "gemm.inc"
+static const struct FN(kernel) FN(kernel_table)[3] = {
+    {6, 4, 96, 256, 1024, ukernel_f64_portable},
+#if FL_X86
+    {6, 8, 96, 256, 1024, ukernel_f64_avx2},
+    {8, 24, 128, 128, 1536, ukernel_f64_avx512},
+#else
+    {6, 4, 96, 256, 1024, ukernel_f64_portable},
+    {6, 4, 96, 256, 1024, ukernel_f64_portable},
+#endif
+};
+#include "recurrent.inc"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+#undef TANH
+
+/* ---- workspace sizes, by element size --------------------------------------------------------------- */
+
+static size_t workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G, int backward,
+                        int num_threads, int simd, int elsize)
+{
+    if (elsize == (int)sizeof(float))
+        return workspace_f32(T, B, I, H, G, backward, num_threads, simd);
+    if (elsize == (int)sizeof(double))
+        return workspace_f64(T, B, I, H, G, backward, num_threads, simd);
+    return 0;
+}
+
+size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 4, 0, num_threads, simd, elsize);
+}
+
+size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                  int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 4, 1, num_threads, simd, elsize);
+}
+
+size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 1, 0, num_threads, simd, elsize);
+}
+
+size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 1, 1, num_threads, simd, elsize);
+}

@@ -1,0 +1,109 @@
+/* fastlstm.h - the contract of the C layer.
+ *
+ * Whole-sequence forward and backward passes (BPTT) of an LSTM and of a vanilla tanh RNN, in float
+ * and double. Pure C: no Python, no allocation. The caller passes a workspace whose size the matching
+ * *_workspace function gives, and a thread count; results are bitwise identical for every thread count.
+ *
+ * Shape legend
+ *   T = time steps, B = batch rows, I = input features, H = hidden units, G = gate rows per unit:
+ *   G = 4 for the LSTM (gate blocks [i | f | g | o] along the last axis), G = 1 for the RNN.
+ * Layouts: every array is C-contiguous (row-major), time-major for sequences.
+ *   xs (T, B, I)    W (I, G*H)    U (H, G*H)    b (G*H,)
+ *   hs_ext, cs_ext (T+1, B, H): index 0 holds the initial state, index t+1 the state after step t.
+ *
+ * LSTM step (z is the pre-activation, then overwritten by the activations in `gates`):
+ *   z   = x_t @ W + h_{t-1} @ U + b
+ *   i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
+ *   c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
+ * RNN step:
+ *   h_t = tanh(x_t @ W + h_{t-1} @ U + b)
+ *
+ * Every function returns FL_OK or an FL_ERR_* status; nothing is written when the status is an error.
+ */
+#ifndef FASTLSTM_H
+#define FASTLSTM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum fl_status {
+    FL_OK = 0,
+    FL_ERR_SIZE = 1, /* a negative size, or a thread count below 1 */
+    FL_ERR_SIMD = 2  /* a SIMD level this CPU (or this build) does not have */
+};
+
+/* SIMD levels of the matrix kernels, chosen at run time. */
+enum fl_simd {
+    FL_SIMD_PORTABLE = 0, /* 16-byte vectors: SSE2 on x86-64, NEON on arm64 */
+    FL_SIMD_AVX2 = 1,     /* 32-byte vectors with FMA */
+    FL_SIMD_AVX512 = 2    /* 64-byte vectors with FMA */
+};
+
+/* ---- build and machine ------------------------------------------------------------------------- */
+
+int fl_simd_max(void);                /* the best level this CPU runs */
+const char *fl_simd_name(int simd);   /* "portable", "avx2", "avx512" */
+int fl_openmp_version(void);          /* _OPENMP (yyyymm), or 0 in a serial build */
+int fl_omp_max_threads(void);         /* omp_get_max_threads(), or 1 in a serial build */
+const char *fl_compiler(void);        /* the compiler's version string */
+
+/* ---- workspaces -------------------------------------------------------------------------------- */
+/* Bytes of workspace each pass needs; `elsize` is sizeof(float) or sizeof(double). Returns 0 for
+ * invalid sizes. The workspace needs no alignment: the kernels align inside it. */
+
+size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize);
+size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                  int num_threads, int simd, int elsize);
+size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd, int elsize);
+size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize);
+
+/* ---- passes -------------------------------------------------------------------------------------
+ * Argument order: outputs, saved state, inputs, weights, sizes, then threads, SIMD level, workspace.
+ * Optional inputs (h0, c0, dhs, dh_T, dc_T) may be NULL, meaning zeros.
+ * Backward passes overwrite their gradient outputs; they never accumulate into them. */
+
+#define FL_DECLARE_PASSES(real, suffix)                                                              \
+    /* forward: hs_ext, cs_ext (T+1, B, H) and gates (T, B, 4H) out;                            */  \
+    /*          h0, c0 (B, H); xs (T, B, I); W (I, 4H); U (H, 4H); b (4H,) in                    */  \
+    int fl_lstm_forward_##suffix(real *hs_ext, real *cs_ext, real *gates,                            \
+                                 const real *h0, const real *c0, const real *xs,                     \
+                                 const real *W, const real *U, const real *b,                        \
+                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
+                                 int num_threads, int simd, void *workspace);                        \
+    /* backward: dxs (T, B, I), dh0, dc0 (B, H), dW (I, 4H), dU (H, 4H), db (4H,) out;           */  \
+    /*           hs_ext, cs_ext, gates saved by the forward; dhs (T, B, H), dh_T, dc_T (B, H) in */  \
+    int fl_lstm_backward_##suffix(real *dxs, real *dh0, real *dc0, real *dW, real *dU, real *db,     \
+                                  const real *hs_ext, const real *cs_ext, const real *gates,         \
+                                  const real *dhs, const real *dh_T, const real *dc_T,               \
+                                  const real *xs, const real *W, const real *U,                      \
+                                  ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                \
+                                  int num_threads, int simd, void *workspace);                       \
+    /* forward: hs_ext (T+1, B, H) out; h0 (B, H); xs (T, B, I); W (I, H); U (H, H); b (H,) in   */  \
+    int fl_rnn_forward_##suffix(real *hs_ext, const real *h0, const real *xs,                        \
+                                const real *W, const real *U, const real *b,                         \
+                                ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
+                                int num_threads, int simd, void *workspace);                         \
+    /* backward: dxs (T, B, I), dh0 (B, H), dW (I, H), dU (H, H), db (H,) out;                   */  \
+    /*           hs_ext saved by the forward; dhs (T, B, H), dh_T (B, H) in                      */  \
+    int fl_rnn_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
+                                 const real *hs_ext, const real *dhs, const real *dh_T,              \
+                                 const real *xs, const real *W, const real *U,                       \
+                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
+                                 int num_threads, int simd, void *workspace);
+
+FL_DECLARE_PASSES(float, f32)
+FL_DECLARE_PASSES(double, f64)
+
+#undef FL_DECLARE_PASSES
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTLSTM_H */

@@ -1,0 +1,32 @@
+"""fastlstm: LSTM and vanilla RNN forward and backward passes (BPTT) in C with OpenMP.
+
+A drop-in for a NumPy LSTM cell: the functions here have the same names, signatures and results as
+those of :mod:`fastlstm.reference` (pure NumPy), so switching is one import line::
+
+    from fastlstm import reference as lstm   # NumPy
+    import fastlstm as lstm                   # C
+
+Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,).
+"""
+from . import reference
+from ._config import get_num_threads, num_threads, set_num_threads, show_config
+from ._functions import (
+    lstm_backward,
+    lstm_cell_backward,
+    lstm_cell_forward,
+    lstm_forward,
+    rnn_backward,
+    rnn_cell_backward,
+    rnn_cell_forward,
+    rnn_forward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = reference.__all__ + [
+    "reference",
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
+    "show_config",
+]

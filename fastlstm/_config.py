@@ -1,0 +1,130 @@
+"""Threads, SIMD level and build information of the C kernels."""
+import contextlib
+import os
+import threading
+
+from . import _core
+
+_SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
+_state = {"threads": None}  # set_num_threads(); None means the default
+_local = threading.local()  # num_threads() and use_simd() overrides, per Python thread
+
+
+def _default_num_threads():
+    """OMP_NUM_THREADS (its first entry) if set, else the cores this process may run on."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """The number of threads the C kernels use (results are bitwise the same for any number).
+
+    Returns
+    -------
+    int
+        The innermost :func:`num_threads` setting of this Python thread, else the value given to
+        :func:`set_num_threads`, else ``OMP_NUM_THREADS``, else the number of usable cores.
+    """
+    override = getattr(_local, "threads", None)
+    if override is not None:
+        return override
+    return _state["threads"] or _default_num_threads()
+
+
+def _check_count(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_threads: expected an int >= 1, got {n!r}")
+    return n
+
+
+def set_num_threads(n):
+    """Set the number of threads the C kernels use from now on, for every Python thread.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+    """
+    _state["threads"] = _check_count(n)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Use `n` threads inside a ``with`` block of this Python thread, then restore the setting.
+
+    Examples
+    --------
+    >>> import fastlstm
+    >>> with fastlstm.num_threads(1):
+    ...     fastlstm.get_num_threads()
+    1
+    """
+    previous = getattr(_local, "threads", None)
+    _local.threads = _check_count(n)
+    try:
+        yield
+    finally:
+        _local.threads = previous
+
+
+def simd_level():
+    """The SIMD level in use: a `use_simd` override, else ``FASTLSTM_SIMD``, else the CPU's best."""
+    override = getattr(_local, "simd", None)
+    if override is not None:
+        return override
+    name = os.environ.get("FASTLSTM_SIMD", "").strip().lower()
+    best = _core.simd_max()
+    if name in _SIMD_LEVELS and _SIMD_LEVELS[name] <= best:
+        return _SIMD_LEVELS[name]
+    return best
+
+
+def available_simd():
+    """Names of the SIMD levels this CPU runs, slowest first."""
+    return [name for name, level in _SIMD_LEVELS.items() if level <= _core.simd_max()]
+
+
+@contextlib.contextmanager
+def use_simd(name):
+    """Run the kernels of SIMD level `name` ("portable", "avx2", "avx512") inside a ``with`` block."""
+    if name not in available_simd():
+        raise ValueError(f"simd: expected one of {available_simd()}, got {name!r}")
+    previous = getattr(_local, "simd", None)
+    _local.simd = _SIMD_LEVELS[name]
+    try:
+        yield
+    finally:
+        _local.simd = previous
+
+
+def kernel_args():
+    """(num_threads, simd) as the C kernels take them."""
+    return get_num_threads(), simd_level()
+
+
+def config():
+    """The build and run-time configuration as a dict."""
+    from ._build_info import CFLAGS, OPENMP_REASON
+
+    omp = _core.openmp_version()
+    return {
+        "openmp": bool(omp),
+        "openmp_version": omp or None,
+        "openmp_note": OPENMP_REASON,
+        "num_threads": get_num_threads(),
+        "simd": _core.simd_name(simd_level()),
+        "simd_available": available_simd(),
+        "compiler": _core.compiler(),
+        "cflags": CFLAGS,
+    }
+
+
+def show_config():
+    """Print whether OpenMP is on (and its version), the SIMD level in use, compiler and flags."""
+    for key, value in config().items():
+        print(f"{key:>16}: {value}")

@@ -1,0 +1,176 @@
+"""The LSTM and RNN functions of fastlstm, computed by the C kernels.
+
+Same names, signatures, documentation and results as ``fastlstm.reference``: each function checks
+its arguments exactly as the reference does, allocates the outputs, and makes one C call for the
+whole sequence with the GIL released. A single step (``*_cell_*``) is a sequence of length one.
+"""
+import numpy as np
+
+from . import _config, _core, _validate, reference
+
+__all__ = reference.__all__
+
+
+def _mirror(reference_function):
+    """Give a function the reference's docstring, its example importing fastlstm itself."""
+
+    def decorate(function):
+        function.__doc__ = reference_function.__doc__.replace(
+            "from fastlstm import reference as", "import fastlstm as"
+        )
+        return function
+
+    return decorate
+
+
+class _LSTMCache:
+    """What lstm_forward keeps for lstm_backward (arrays in the forward's dtype)."""
+
+    __slots__ = ("xs", "hs_ext", "cs_ext", "gates", "W", "U")
+
+    def __init__(self, xs, hs_ext, cs_ext, gates, W, U):
+        self.xs, self.hs_ext, self.cs_ext, self.gates, self.W, self.U = (
+            xs, hs_ext, cs_ext, gates, W, U)
+
+
+class _RNNCache:
+    """What rnn_forward keeps for rnn_backward."""
+
+    __slots__ = ("xs", "hs_ext", "W", "U")
+
+    def __init__(self, xs, hs_ext, W, U):
+        self.xs, self.hs_ext, self.W, self.U = xs, hs_ext, W, U
+
+
+class _CellCache:
+    """A one-step sequence's cache, so that cell and sequence caches are not mixed up."""
+
+    __slots__ = ("sequence",)
+
+    def __init__(self, sequence):
+        self.sequence = sequence
+
+
+class _LSTMCellCache(_CellCache):
+    __slots__ = ()
+
+
+class _RNNCellCache(_CellCache):
+    __slots__ = ()
+
+
+# ---- LSTM -----------------------------------------------------------------------------------------
+
+
+def _lstm_forward(xs, h0, c0, W, U, b):
+    T, B, _ = xs.shape
+    H = U.shape[0]
+    hs_ext = np.empty((T + 1, B, H), xs.dtype)
+    cs_ext = np.empty((T + 1, B, H), xs.dtype)
+    gates = np.empty((T, B, 4 * H), xs.dtype)
+    _core.lstm_forward(hs_ext, cs_ext, gates, h0, c0, xs, W, U, b, *_config.kernel_args())
+    cache = _LSTMCache(xs, hs_ext, cs_ext, gates, W, U)
+    return hs_ext[1:], hs_ext[T].copy(), cs_ext[T].copy(), cache
+
+
+def _lstm_backward(dhs, dh_T, dc_T, k):
+    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
+    dxs = np.empty((T, B, I), dtype)
+    dh0, dc0 = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    dW, dU, db = np.empty((I, 4 * H), dtype), np.empty((H, 4 * H), dtype), np.empty(4 * H, dtype)
+    _core.lstm_backward(dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates, dhs, dh_T, dc_T,
+                        k.xs, k.W, k.U, *_config.kernel_args())
+    return dxs, dh0, dc0, dW, dU, db
+
+
+@_mirror(reference.lstm_forward)
+def lstm_forward(xs, h0, c0, W, U, b):
+    xs, (h0, c0), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
+    )
+    return _lstm_forward(xs, h0, c0, W, U, b)
+
+
+@_mirror(reference.lstm_backward)
+def lstm_backward(dhs, dh_T, dc_T, cache):
+    _validate.check_cache(cache, _LSTMCache, "fastlstm.lstm_forward")
+    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
+    dc_T = _validate.gradient("dc_T", dc_T, (B, H), "(B, H)", dtype)
+    return _lstm_backward(dhs, dh_T, dc_T, cache)
+
+
+@_mirror(reference.lstm_cell_forward)
+def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
+    x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
+    )
+    _, h, c, cache = _lstm_forward(x[np.newaxis], h_prev, c_prev, W, U, b)
+    return h, c, _LSTMCellCache(cache)
+
+
+@_mirror(reference.lstm_cell_backward)
+def lstm_cell_backward(dh, dc, cache):
+    _validate.check_cache(cache, _LSTMCellCache, "fastlstm.lstm_cell_forward")
+    k = cache.sequence
+    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
+    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
+    dc = _validate.gradient("dc", dc, shape, "(B, H)", dtype)
+    dxs, dh_prev, dc_prev, dW, dU, db = _lstm_backward(None, dh, dc, k)
+    return dxs[0], dh_prev, dc_prev, dW, dU, db
+
+
+# ---- RNN ------------------------------------------------------------------------------------------
+
+
+def _rnn_forward(xs, h0, W, U, b):
+    T, B, _ = xs.shape
+    hs_ext = np.empty((T + 1, B, U.shape[0]), xs.dtype)
+    _core.rnn_forward(hs_ext, h0, xs, W, U, b, *_config.kernel_args())
+    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs, hs_ext, W, U)
+
+
+def _rnn_backward(dhs, dh_T, k):
+    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
+    dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
+    dW, dU, db = np.empty((I, H), dtype), np.empty((H, H), dtype), np.empty(H, dtype)
+    _core.rnn_backward(dxs, dh0, dW, dU, db, k.hs_ext, dhs, dh_T, k.xs, k.W, k.U,
+                       *_config.kernel_args())
+    return dxs, dh0, dW, dU, db
+
+
+@_mirror(reference.rnn_forward)
+def rnn_forward(xs, h0, W, U, b):
+    xs, (h0,), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
+    )
+    return _rnn_forward(xs, h0, W, U, b)
+
+
+@_mirror(reference.rnn_backward)
+def rnn_backward(dhs, dh_T, cache):
+    _validate.check_cache(cache, _RNNCache, "fastlstm.rnn_forward")
+    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
+    return _rnn_backward(dhs, dh_T, cache)
+
+
+@_mirror(reference.rnn_cell_forward)
+def rnn_cell_forward(x, h_prev, W, U, b):
+    x, (h_prev,), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
+    )
+    _, h, cache = _rnn_forward(x[np.newaxis], h_prev, W, U, b)
+    return h, _RNNCellCache(cache)
+
+
+@_mirror(reference.rnn_cell_backward)
+def rnn_cell_backward(dh, cache):
+    _validate.check_cache(cache, _RNNCellCache, "fastlstm.rnn_cell_forward")
+    k = cache.sequence
+    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
+    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
+    dxs, dh_prev, dW, dU, db = _rnn_backward(None, dh, k)
+    return dxs[0], dh_prev, dW, dU, db

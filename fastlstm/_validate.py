@@ -1,0 +1,113 @@
+"""Argument checking shared by ``fastlstm`` and ``fastlstm.reference``.
+
+Both modules call these functions first, so they accept the same inputs, compute in the same dtype
+and raise the same errors: ``ValueError`` naming the argument, the expected shape and the given one;
+``TypeError`` for dtypes that are not real numbers.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def compute_dtype(arrays):
+    """The dtype a computation on ``arrays`` runs in: NumPy's promotion of them, with integers and
+    booleans promoted to float64 and float16 to float32 (as NumPy's own ufuncs compute them)."""
+    dtype = np.result_type(*arrays)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype in FLOAT_DTYPES:
+        return dtype
+    raise TypeError(
+        f"fastlstm computes in float32 or float64, but the arguments promote to {dtype}: "
+        "pass real floating-point (or integer) arrays"
+    )
+
+
+def _as_array(name, value):
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from exc
+
+
+def _check_shape(name, array, symbols, sizes, note=""):
+    """Raise ValueError unless array.shape == sizes; `symbols` spells the shape, e.g. "(B, H)"."""
+    if array.shape != tuple(sizes):
+        raise ValueError(
+            f"{name}: expected shape {symbols} = {tuple(sizes)}{note}, got {array.shape}"
+        )
+
+
+def _check_ndim(name, array, symbols):
+    ndim = symbols.count(",") + 1
+    if array.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-d array of shape {symbols}, got shape {array.shape}"
+        )
+
+
+def recurrent_args(inputs, states, W, U, b, gates, sequence):
+    """Check and convert the arguments of a forward pass.
+
+    Parameters
+    ----------
+    inputs : tuple (name, array)
+        ``("xs", xs)`` of shape (T, B, I) when `sequence`, else ``("x", x)`` of shape (B, I).
+    states : list of (name, array or None)
+        Initial states, each (B, H); None means zeros.
+    W, U, b : array_like
+        Weights of shapes (I, gates*H), (H, gates*H), (gates*H,).
+    gates : int
+        4 for the LSTM, 1 for the RNN.
+
+    Returns
+    -------
+    x, states, W, U, b : C-contiguous arrays of one float dtype (states stay None where given None)
+    """
+    name, x = inputs
+    x = _as_array(name, x)
+    W, U, b = (_as_array(n, a) for n, a in (("W", W), ("U", U), ("b", b)))
+    states = [(n, None if s is None else _as_array(n, s)) for n, s in states]
+
+    _check_ndim(name, x, "(T, B, I)" if sequence else "(B, I)")
+    _check_ndim("U", U, "(H, 4H)" if gates == 4 else "(H, H)")
+    *_, B, I = x.shape
+    H = U.shape[0]
+    g = "4H" if gates == 4 else "H"
+    _check_shape("U", U, f"(H, {g})", (H, gates * H), note=" (H = U.shape[0])")
+    _check_shape("W", W, f"(I, {g})", (I, gates * H))
+    _check_shape("b", b, f"({g},)", (gates * H,))
+    for n, s in states:
+        if s is not None:
+            _check_shape(n, s, "(B, H)", (B, H))
+
+    dtype = compute_dtype([x, W, U, b] + [s for _, s in states if s is not None])
+
+    def convert(a):
+        return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+    return convert(x), [convert(s) for _, s in states], convert(W), convert(U), convert(b)
+
+
+def gradient(name, value, shape, symbols, dtype):
+    """An incoming gradient: None, or an array of exactly `shape`, as a C-contiguous array of the
+    forward pass's `dtype`."""
+    if value is None:
+        return None
+    array = _as_array(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real floating-point array, got dtype {array.dtype}")
+    _check_shape(name, array, symbols, shape)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_cache(cache, cache_type, function):
+    """The cache must be the one `function` returned."""
+    if not isinstance(cache, cache_type):
+        raise TypeError(
+            f"cache: expected the cache returned by {function}, got {type(cache).__name__}"
+        )

@@ -1,0 +1,390 @@
+"""Pure NumPy LSTM and RNN: the readable reference that fastlstm's C kernels are tested against.
+
+The functions here have the same names, signatures and results as those of ``fastlstm``, so that
+``from fastlstm import reference as lstm`` and ``import fastlstm as lstm`` are interchangeable.
+
+Shapes: T time steps, B batch rows, I input features, H hidden units. Gate blocks along the last
+axis of ``W`` (I, 4H), ``U`` (H, 4H) and ``b`` (4H,) are in the order [i | f | g | o]::
+
+    z   = x_t @ W + h_{t-1} @ U + b
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+The vanilla RNN is ``h_t = tanh(x_t @ W + h_{t-1} @ U + b)`` with W (I, H), U (H, H), b (H,).
+
+Each ``*_backward`` takes the gradient of a loss with respect to the forward's outputs and returns
+the gradients with respect to its inputs; ``None`` stands for a zero gradient. A ``cache`` is opaque:
+pass it back to the matching backward of this module. It refers to the forward's inputs and outputs,
+so modify neither before the backward.
+"""
+import numpy as np
+
+from . import _validate
+
+__all__ = [
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "rnn_cell_forward",
+    "rnn_cell_backward",
+    "rnn_forward",
+    "rnn_backward",
+]
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), elementwise; exp overflowing to inf gives the correct limit 0."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+# ---- the LSTM gates, shared by the cell and the sequence ------------------------------------------
+
+
+def _lstm_gates(z, c_prev):
+    """Activations (i, f, g, o), the new cell state c and tanh(c) from the pre-activation z (B, 4H)."""
+    H = c_prev.shape[1]
+    i = sigmoid(z[:, :H])
+    f = sigmoid(z[:, H : 2 * H])
+    g = np.tanh(z[:, 2 * H : 3 * H])
+    o = sigmoid(z[:, 3 * H :])
+    c = f * c_prev + i * g
+    return i, f, g, o, c, np.tanh(c)
+
+
+def _lstm_gates_backward(dh, dc, i, f, g, o, c_prev, tanh_c):
+    """dz (B, 4H) and dc_prev (B, H) from the gradients dh, dc of one step's outputs."""
+    dc = dc + dh * o * (1 - tanh_c**2)
+    dz = np.concatenate(
+        [
+            dc * g * i * (1 - i),
+            dc * c_prev * f * (1 - f),
+            dc * i * (1 - g**2),
+            dh * tanh_c * o * (1 - o),
+        ],
+        axis=1,
+    )
+    return dz, dc * f
+
+
+def _zeros_if_none(a, shape, dtype):
+    return np.zeros(shape, dtype) if a is None else a
+
+
+class _Saved:
+    """What a forward pass keeps for its backward pass: named arrays."""
+
+    __slots__ = ()
+
+    def __init__(self, **saved):
+        for name, value in saved.items():
+            setattr(self, name, value)
+
+
+class _LSTMCellCache(_Saved):
+    __slots__ = ("x", "h_prev", "c_prev", "W", "U", "i", "f", "g", "o", "tanh_c")
+
+
+class _LSTMCache(_Saved):
+    __slots__ = ("xs", "hs_ext", "cs_ext", "W", "U", "acts")
+
+
+# ---- LSTM cell ------------------------------------------------------------------------------------
+
+
+def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
+    """One LSTM step.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, I)
+    h_prev, c_prev : array_like or None, shape (B, H)
+        Previous hidden and cell state; None means zeros.
+    W : array_like, shape (I, 4H);  U : array_like, shape (H, 4H);  b : array_like, shape (4H,)
+        Gate blocks [i | f | g | o] along the last axis.
+
+    Returns
+    -------
+    h, c : ndarray, shape (B, H)
+        New hidden and cell state.
+    cache : object
+        For :func:`lstm_cell_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm import reference as lstm
+    >>> B, I, H = 2, 3, 4
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((B, I))
+    >>> W, U, b = rng.standard_normal((I, 4 * H)), rng.standard_normal((H, 4 * H)), np.zeros(4 * H)
+    >>> h, c, cache = lstm.lstm_cell_forward(x, None, None, W, U, b)
+    >>> h.shape, c.shape
+    ((2, 4), (2, 4))
+    """
+    x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
+    )
+    B, H = x.shape[0], U.shape[0]
+    h_prev = _zeros_if_none(h_prev, (B, H), x.dtype)
+    c_prev = _zeros_if_none(c_prev, (B, H), x.dtype)
+    i, f, g, o, c, tanh_c = _lstm_gates(x @ W + h_prev @ U + b, c_prev)
+    cache = _LSTMCellCache(
+        x=x, h_prev=h_prev, c_prev=c_prev, W=W, U=U, i=i, f=f, g=g, o=o, tanh_c=tanh_c
+    )
+    return o * tanh_c, c, cache
+
+
+def lstm_cell_backward(dh, dc, cache):
+    """Gradients of one LSTM step.
+
+    Parameters
+    ----------
+    dh, dc : array_like or None, shape (B, H)
+        Gradients of the loss with respect to the step's h and c; None means zero.
+    cache : object
+        From :func:`lstm_cell_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (B, I)
+    dh_prev, dc_prev : ndarray, shape (B, H)
+    dW : ndarray, shape (I, 4H);  dU : ndarray, shape (H, 4H);  db : ndarray, shape (4H,)
+    """
+    _validate.check_cache(cache, _LSTMCellCache, "fastlstm.reference.lstm_cell_forward")
+    k = cache
+    shape, dtype = k.h_prev.shape, k.x.dtype
+    dh = _zeros_if_none(_validate.gradient("dh", dh, shape, "(B, H)", dtype), shape, dtype)
+    dc = _zeros_if_none(_validate.gradient("dc", dc, shape, "(B, H)", dtype), shape, dtype)
+    dz, dc_prev = _lstm_gates_backward(dh, dc, k.i, k.f, k.g, k.o, k.c_prev, k.tanh_c)
+    return dz @ k.W.T, dz @ k.U.T, dc_prev, k.x.T @ dz, k.h_prev.T @ dz, dz.sum(axis=0)
+
+
+# ---- LSTM sequence --------------------------------------------------------------------------------
+
+
+def lstm_forward(xs, h0, c0, W, U, b):
+    """An LSTM over a whole sequence.
+
+    Parameters
+    ----------
+    xs : array_like, shape (T, B, I)
+        Time-major inputs.
+    h0, c0 : array_like or None, shape (B, H)
+        Initial hidden and cell state; None means zeros.
+    W : array_like, shape (I, 4H);  U : array_like, shape (H, 4H);  b : array_like, shape (4H,)
+        Gate blocks [i | f | g | o] along the last axis.
+
+    Returns
+    -------
+    hs : ndarray, shape (T, B, H)
+        Hidden state after every step.
+    h_T, c_T : ndarray, shape (B, H)
+        Final hidden and cell state (h0 and c0 when T = 0).
+    cache : object
+        For :func:`lstm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm import reference as lstm
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> rng = np.random.default_rng(0)
+    >>> xs = rng.standard_normal((T, B, I))
+    >>> W, U, b = rng.standard_normal((I, 4 * H)), rng.standard_normal((H, 4 * H)), np.zeros(4 * H)
+    >>> hs, h_T, c_T, cache = lstm.lstm_forward(xs, None, None, W, U, b)
+    >>> hs.shape, bool(np.array_equal(hs[-1], h_T))
+    ((5, 2, 4), True)
+    """
+    xs, (h0, c0), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
+    )
+    T, B, _ = xs.shape
+    H = U.shape[0]
+    hs_ext = np.empty((T + 1, B, H), xs.dtype)  # hs_ext[0] = h0, hs_ext[t+1] = h_t
+    cs_ext = np.empty((T + 1, B, H), xs.dtype)
+    acts = np.empty((T, B, 4 * H), xs.dtype)  # i, f, g, o of every step
+    hs_ext[0] = _zeros_if_none(h0, (B, H), xs.dtype)
+    cs_ext[0] = _zeros_if_none(c0, (B, H), xs.dtype)
+    zx = xs @ W + b  # the input projection of every step at once
+    for t in range(T):
+        i, f, g, o, c, tanh_c = _lstm_gates(zx[t] + hs_ext[t] @ U, cs_ext[t])
+        acts[t] = np.concatenate([i, f, g, o], axis=1)
+        cs_ext[t + 1] = c
+        hs_ext[t + 1] = o * tanh_c
+    cache = _LSTMCache(xs=xs, hs_ext=hs_ext, cs_ext=cs_ext, W=W, U=U, acts=acts)
+    return hs_ext[1:], hs_ext[T].copy(), cs_ext[T].copy(), cache
+
+
+def lstm_backward(dhs, dh_T, dc_T, cache):
+    """Backpropagation through time for :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    dhs : array_like or None, shape (T, B, H)
+        Gradient with respect to ``hs``.
+    dh_T, dc_T : array_like or None, shape (B, H)
+        Gradients with respect to ``h_T`` and ``c_T``. None means zero for any of the three.
+    cache : object
+        From :func:`lstm_forward`.
+
+    Returns
+    -------
+    dxs : ndarray, shape (T, B, I)
+    dh0, dc0 : ndarray, shape (B, H)
+    dW : ndarray, shape (I, 4H);  dU : ndarray, shape (H, 4H);  db : ndarray, shape (4H,)
+    """
+    _validate.check_cache(cache, _LSTMCache, "fastlstm.reference.lstm_forward")
+    k = cache
+    T, B, I = k.xs.shape
+    H, dtype = k.U.shape[0], k.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dc = _zeros_if_none(_validate.gradient("dc_T", dc_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dz_all = np.empty((T, B, 4 * H), dtype)
+    for t in reversed(range(T)):
+        if dhs is not None:
+            dh = dh + dhs[t]
+        i, f, g, o = np.split(k.acts[t], 4, axis=1)
+        dz_all[t], dc = _lstm_gates_backward(
+            dh, dc, i, f, g, o, k.cs_ext[t], np.tanh(k.cs_ext[t + 1])
+        )
+        dh = dz_all[t] @ k.U.T
+    dz = dz_all.reshape(T * B, 4 * H)
+    h_prev = k.hs_ext[:T].reshape(T * B, H)
+    dW = k.xs.reshape(T * B, I).T @ dz
+    dU = h_prev.T @ dz
+    return (dz @ k.W.T).reshape(T, B, I), dh.copy(), dc.copy(), dW, dU, dz.sum(axis=0)
+
+
+# ---- RNN ------------------------------------------------------------------------------------------
+
+
+class _RNNCellCache(_Saved):
+    __slots__ = ("x", "h_prev", "W", "U", "h")
+
+
+class _RNNCache(_Saved):
+    __slots__ = ("xs", "hs_ext", "W", "U")
+
+
+def rnn_cell_forward(x, h_prev, W, U, b):
+    """One vanilla RNN step, ``h = tanh(x @ W + h_prev @ U + b)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, I)
+    h_prev : array_like or None, shape (B, H)
+        Previous hidden state; None means zeros.
+    W : array_like, shape (I, H);  U : array_like, shape (H, H);  b : array_like, shape (H,)
+
+    Returns
+    -------
+    h : ndarray, shape (B, H)
+    cache : object
+        For :func:`rnn_cell_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm import reference as rnn
+    >>> h, cache = rnn.rnn_cell_forward(np.ones((1, 2)), None, np.ones((2, 3)), np.eye(3), np.zeros(3))
+    >>> np.round(h, 4)
+    array([[0.964, 0.964, 0.964]])
+    """
+    x, (h_prev,), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
+    )
+    h_prev = _zeros_if_none(h_prev, (x.shape[0], U.shape[0]), x.dtype)
+    h = np.tanh(x @ W + h_prev @ U + b)
+    return h, _RNNCellCache(x=x, h_prev=h_prev, W=W, U=U, h=h)
+
+
+def rnn_cell_backward(dh, cache):
+    """Gradients of one RNN step.
+
+    Parameters
+    ----------
+    dh : array_like or None, shape (B, H)
+        Gradient with respect to the step's h; None means zero.
+    cache : object
+        From :func:`rnn_cell_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (B, I);  dh_prev : ndarray, shape (B, H)
+    dW : ndarray, shape (I, H);  dU : ndarray, shape (H, H);  db : ndarray, shape (H,)
+    """
+    _validate.check_cache(cache, _RNNCellCache, "fastlstm.reference.rnn_cell_forward")
+    k = cache
+    shape, dtype = k.h.shape, k.x.dtype
+    dh = _zeros_if_none(_validate.gradient("dh", dh, shape, "(B, H)", dtype), shape, dtype)
+    dz = dh * (1 - k.h**2)
+    return dz @ k.W.T, dz @ k.U.T, k.x.T @ dz, k.h_prev.T @ dz, dz.sum(axis=0)
+
+
+def rnn_forward(xs, h0, W, U, b):
+    """A vanilla tanh RNN over a whole sequence.
+
+    Parameters
+    ----------
+    xs : array_like, shape (T, B, I)
+    h0 : array_like or None, shape (B, H)
+        Initial hidden state; None means zeros.
+    W : array_like, shape (I, H);  U : array_like, shape (H, H);  b : array_like, shape (H,)
+
+    Returns
+    -------
+    hs : ndarray, shape (T, B, H)
+    h_T : ndarray, shape (B, H)
+        Final hidden state (h0 when T = 0).
+    cache : object
+        For :func:`rnn_backward`.
+    """
+    xs, (h0,), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
+    )
+    T, B, _ = xs.shape
+    H = U.shape[0]
+    hs_ext = np.empty((T + 1, B, H), xs.dtype)
+    hs_ext[0] = _zeros_if_none(h0, (B, H), xs.dtype)
+    zx = xs @ W + b
+    for t in range(T):
+        hs_ext[t + 1] = np.tanh(zx[t] + hs_ext[t] @ U)
+    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs=xs, hs_ext=hs_ext, W=W, U=U)
+
+
+def rnn_backward(dhs, dh_T, cache):
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Parameters
+    ----------
+    dhs : array_like or None, shape (T, B, H)
+    dh_T : array_like or None, shape (B, H)
+        Gradients with respect to ``hs`` and ``h_T``; None means zero.
+    cache : object
+        From :func:`rnn_forward`.
+
+    Returns
+    -------
+    dxs : ndarray, shape (T, B, I);  dh0 : ndarray, shape (B, H)
+    dW : ndarray, shape (I, H);  dU : ndarray, shape (H, H);  db : ndarray, shape (H,)
+    """
+    _validate.check_cache(cache, _RNNCache, "fastlstm.reference.rnn_forward")
+    k = cache
+    T, B, I = k.xs.shape
+    H, dtype = k.U.shape[0], k.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dz_all = np.empty((T, B, H), dtype)
+    for t in reversed(range(T)):
+        if dhs is not None:
+            dh = dh + dhs[t]
+        dz_all[t] = dh * (1 - k.hs_ext[t + 1] ** 2)
+        dh = dz_all[t] @ k.U.T
+    dz = dz_all.reshape(T * B, H)
+    dW = k.xs.reshape(T * B, I).T @ dz
+    dU = k.hs_ext[:T].reshape(T * B, H).T @ dz
+    return (dz @ k.W.T).reshape(T, B, I), dh.copy(), dW, dU, dz.sum(axis=0)

@@ -1,0 +1,62 @@
+"""Build the C kernels and the Cython wall.
+
+OpenMP is probed by compiling a tiny program; without it (or with FASTLSTM_OPENMP=0) the same source
+builds serially, with a warning. FASTLSTM_NATIVE=1 adds -march=native (the default build runs on any
+x86-64 and picks its SIMD kernels at run time).
+"""
+import os
+import pathlib
+import tempfile
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = pathlib.Path(__file__).parent
+BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wno-unused-function"]
+
+
+def openmp_works(compiler):
+    """Whether `compiler` compiles and links a program with -fopenmp."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = pathlib.Path(tmp, "probe.c")
+        source.write_text("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        try:
+            objects = compiler.compile([str(source)], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=["-fopenmp"])
+        except Exception:  # any compile or link error means no usable OpenMP
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        flags = list(BASE_FLAGS)
+        if os.environ.get("FASTLSTM_NATIVE") == "1":
+            flags.append("-march=native")
+        if os.environ.get("FASTLSTM_OPENMP") == "0":
+            reason = "serial build: FASTLSTM_OPENMP=0"
+        elif openmp_works(self.compiler):
+            reason = "OpenMP found"
+            flags.append("-fopenmp")
+        else:
+            reason = "serial build: the compiler has no OpenMP"
+        if reason.startswith("serial"):
+            warnings.warn(f"fastlstm: {reason}; the kernels will run on one thread")
+        for ext in self.extensions:
+            ext.extra_compile_args = flags
+            ext.extra_link_args = ["-fopenmp"] if "-fopenmp" in flags else []
+        (HERE / "fastlstm" / "_build_info.py").write_text(
+            f"CFLAGS = {' '.join(flags)!r}\nOPENMP_REASON = {reason!r}\n"
+        )
+        super().build_extensions()
+
+
+core = Extension(
+    "fastlstm._core",
+    sources=["fastlstm/_core.pyx", "csrc/fastlstm.c"],
+    include_dirs=["csrc"],
+    depends=[str(p) for p in pathlib.Path("csrc").glob("*")],
+)
+
+setup(ext_modules=[core], cmdclass={"build_ext": BuildExt})
