@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = pathlib.Path(__file__).parent
-BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wno-unused-function"]
+BASE_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-unused-function"]
 
 
 def openmp_works(compiler):
@@ -31,6 +31,7 @@ def openmp_works(compiler):
 
 class BuildExt(build_ext):
     def build_extensions(self):
+        self.force = True  # the flags below depend on the environment, not only on file times
         flags = list(BASE_FLAGS)
         if os.environ.get("FASTLSTM_NATIVE") == "1":
             flags.append("-march=native")

@@ -42,6 +42,23 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
     return step_flops < 65536.0 ? 1 : num_threads;
 }
 
+#define FL_UNIT_CHUNK 64 /* hidden units per work item of the per-unit loops */
+
+/* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds
+ * every thread. */
+static inline ptrdiff_t unit_items(ptrdiff_t B, ptrdiff_t H)
+{
+    return B * ((H + FL_UNIT_CHUNK - 1) / FL_UNIT_CHUNK);
+}
+
+static inline void unit_range(ptrdiff_t item, ptrdiff_t H, ptrdiff_t *r, ptrdiff_t *j0, ptrdiff_t *j1)
+{
+    const ptrdiff_t chunks = (H + FL_UNIT_CHUNK - 1) / FL_UNIT_CHUNK;
+    *r = item / chunks;
+    *j0 = (item % chunks) * FL_UNIT_CHUNK;
+    *j1 = *j0 + FL_UNIT_CHUNK < H ? *j0 + FL_UNIT_CHUNK : H;
+}
+
 int fl_openmp_version(void)
 {
 #ifdef _OPENMP
@@ -75,8 +92,11 @@ const char *fl_compiler(void)
 #define FL_X86 1
 #define FL_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define FL_TARGET_AVX512 __attribute__((target("avx512f,fma")))
+/* The per-unit loops, compiled once per ISA and picked when the library loads. */
+#define FL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FL_X86 0
+#define FL_CLONES
 #endif
 
 int fl_simd_max(void)
@@ -106,9 +126,9 @@ const char *fl_simd_name(int simd)
 }
 
 /* ---- register-tile kernels: (precision) x (SIMD level) -------------------------------------------
- * Tiles use at most 24 of the 32 AVX-512 registers for accumulators, 12 of the 16 AVX2/SSE/NEON ones. */
+ * Tiles use 24 of the 32 AVX-512 registers for accumulators, 12 of the 16 AVX2/SSE/NEON ones. */
 
-#define FL_TILE_MAX (8 * 48) /* the largest mr*nr below, for the scratch tile at matrix edges */
+#define FL_TILE_MAX (12 * 32) /* the largest mr*nr below, for the scratch tile at matrix edges */
 
 #define REAL float
 #define UK_NAME ukernel_f32_portable
@@ -127,8 +147,8 @@ const char *fl_simd_name(int simd)
 #define UK_NAME ukernel_f32_avx512
 #define UK_TARGET FL_TARGET_AVX512
 #define UK_VBYTES 64
-#define UK_MR 8
-#define UK_NRV 3
+#define UK_MR 12
+#define UK_NRV 2
 #include "ukernel.inc"
 #endif
 #undef REAL
@@ -150,8 +170,8 @@ const char *fl_simd_name(int simd)
 #define UK_NAME ukernel_f64_avx512
 #define UK_TARGET FL_TARGET_AVX512
 #define UK_VBYTES 64
-#define UK_MR 8
-#define UK_NRV 3
+#define UK_MR 12
+#define UK_NRV 2
 #include "ukernel.inc"
 #endif
 #undef REAL
@@ -167,14 +187,22 @@ const char *fl_simd_name(int simd)
  * fl_simd_max() does not report it). */
 #define REAL float
 #define SUFFIX f32
-#define EXP expf
-#define TANH tanhf
+#define FL_INT int32_t
+#define FL_BITS uint32_t
+#define FL_MANT 23
+#define FL_BIAS 127
+#define FL_EXP_LO (-104)
+#define FL_EXP_HI 89
+#define FL_DEGREE 7
+#define FABS fabsf
+#define COPYSIGN copysignf
 #include "gemm.inc"
+#include "activations.inc"
 static const struct FN(kernel) FN(kernel_table)[3] = {
     {6, 8, 96, 256, 2048, ukernel_f32_portable},
 #if FL_X86
     {6, 16, 96, 256, 2048, ukernel_f32_avx2},
-    {8, 48, 128, 128, 3072, ukernel_f32_avx512},
+    {12, 32, 144, 256, 3072, ukernel_f32_avx512},
 #else
     {6, 8, 96, 256, 2048, ukernel_f32_portable},
     {6, 8, 96, 256, 2048, ukernel_f32_portable},
@@ -183,19 +211,34 @@ static const struct FN(kernel) FN(kernel_table)[3] = {
 #include "recurrent.inc"
 #undef REAL
 #undef SUFFIX
-#undef EXP
-#undef TANH
+#undef FL_INT
+#undef FL_BITS
+#undef FL_MANT
+#undef FL_BIAS
+#undef FL_EXP_LO
+#undef FL_EXP_HI
+#undef FL_DEGREE
+#undef FABS
+#undef COPYSIGN
 
 #define REAL double
 #define SUFFIX f64
-#define EXP exp
-#define TANH tanh
+#define FL_INT int32_t
+#define FL_BITS uint64_t
+#define FL_MANT 52
+#define FL_BIAS 1023
+#define FL_EXP_LO (-746)
+#define FL_EXP_HI 710
+#define FL_DEGREE 13
+#define FABS fabs
+#define COPYSIGN copysign
 #include "gemm.inc"
+#include "activations.inc"
 static const struct FN(kernel) FN(kernel_table)[3] = {
     {6, 4, 96, 256, 1024, ukernel_f64_portable},
 #if FL_X86
     {6, 8, 96, 256, 1024, ukernel_f64_avx2},
-    {8, 24, 128, 128, 1536, ukernel_f64_avx512},
+    {12, 16, 144, 256, 1536, ukernel_f64_avx512},
 #else
     {6, 4, 96, 256, 1024, ukernel_f64_portable},
     {6, 4, 96, 256, 1024, ukernel_f64_portable},
@@ -204,8 +247,15 @@ static const struct FN(kernel) FN(kernel_table)[3] = {
 #include "recurrent.inc"
 #undef REAL
 #undef SUFFIX
-#undef EXP
-#undef TANH
+#undef FL_INT
+#undef FL_BITS
+#undef FL_MANT
+#undef FL_BIAS
+#undef FL_EXP_LO
+#undef FL_EXP_HI
+#undef FL_DEGREE
+#undef FABS
+#undef COPYSIGN
 
 /* ---- workspace sizes, by element size --------------------------------------------------------------- */
 

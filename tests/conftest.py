@@ -1,0 +1,61 @@
+"""Shared fixtures and tolerances for the fastlstm tests."""
+import numpy as np
+import pytest
+
+import fastlstm
+
+# Tolerances for comparing the C kernels with the NumPy reference, defined once.
+TOLERANCE = {
+    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-11),
+}
+
+
+def assert_close(actual, expected, dtype=None):
+    """assert_allclose with the tolerance of `dtype` (default: expected's dtype)."""
+    tol = TOLERANCE[np.dtype(dtype or np.asarray(expected).dtype)]
+    np.testing.assert_allclose(actual, expected, **tol)
+
+
+def assert_all_close(actual, expected, names):
+    assert len(actual) == len(expected) == len(names)
+    for a, e, name in zip(actual, expected, names):
+        assert a.shape == e.shape, name
+        assert a.dtype == e.dtype, name
+        try:
+            assert_close(a, e)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} differs from the reference") from exc
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261122)
+
+
+def lstm_params(rng, I, H, dtype=np.float64, gates=4, scale=None):
+    """W (I, gates*H), U (H, gates*H), b (gates*H,) with PyTorch's uniform +-1/sqrt(H) init."""
+    k = scale if scale is not None else 1 / np.sqrt(max(H, 1))
+    W = rng.uniform(-k, k, (I, gates * H)).astype(dtype)
+    U = rng.uniform(-k, k, (H, gates * H)).astype(dtype)
+    b = rng.uniform(-k, k, gates * H).astype(dtype)
+    return W, U, b
+
+
+def make_problem(rng, T, B, I, H, dtype=np.float64, gates=4):
+    """Inputs, initial states, weights and upstream gradients of one random problem."""
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    W, U, b = lstm_params(rng, I, H, dtype, gates)
+    return dict(
+        xs=normal(T, B, I), h0=normal(B, H), c0=normal(B, H), W=W, U=U, b=b,
+        dhs=normal(T, B, H), dh_T=normal(B, H), dc_T=normal(B, H),
+    )
+
+
+@pytest.fixture(params=fastlstm._config.available_simd())
+def simd(request):
+    """Every SIMD kernel this CPU runs."""
+    with fastlstm._config.use_simd(request.param):
+        yield request.param

@@ -1,0 +1,130 @@
+"""Bad input gets a clear error, the same from fastlstm and from the reference: ValueError naming the
+argument with the expected and the given shape, TypeError for dtypes."""
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import reference as ref
+
+MODULES = pytest.mark.parametrize("m", [fastlstm, ref], ids=["fastlstm", "reference"])
+T, B, I, H = 3, 2, 4, 5
+
+
+def good():
+    rng = np.random.default_rng(0)
+    return dict(
+        xs=rng.standard_normal((T, B, I)), h0=np.zeros((B, H)), c0=np.zeros((B, H)),
+        W=rng.standard_normal((I, 4 * H)), U=rng.standard_normal((H, 4 * H)), b=np.zeros(4 * H),
+    )
+
+
+def lstm_call(m, **changes):
+    args = good()
+    args.update(changes)
+    return m.lstm_forward(args["xs"], args["h0"], args["c0"], args["W"], args["U"], args["b"])
+
+
+# (name of the bad argument, its bad value, a regular expression the message must match)
+LSTM_SHAPE_ERRORS = [
+    ("xs", np.zeros((B, I)), r"xs: expected a 3-d array of shape \(T, B, I\), got shape \(2, 4\)"),
+    ("xs", np.zeros((1, T, B, I)), r"xs: expected a 3-d array"),
+    ("h0", np.zeros((B + 1, H)), r"h0: expected shape \(B, H\) = \(2, 5\), got \(3, 5\)"),
+    ("c0", np.zeros((B, H - 1)), r"c0: expected shape \(B, H\) = \(2, 5\), got \(2, 4\)"),
+    ("c0", np.zeros(B * H), r"c0: expected shape \(B, H\) = \(2, 5\), got \(10,\)"),
+    ("W", np.zeros((I + 1, 4 * H)), r"W: expected shape \(I, 4H\) = \(4, 20\), got \(5, 20\)"),
+    ("W", np.zeros((I, H)), r"W: expected shape \(I, 4H\) = \(4, 20\), got \(4, 5\)"),
+    ("U", np.zeros((H, H)), r"U: expected shape \(H, 4H\) = \(5, 20\) \(H = U.shape\[0\]\), got"),
+    ("U", np.zeros(4 * H), r"U: expected a 2-d array of shape \(H, 4H\), got shape \(20,\)"),
+    ("b", np.zeros(4 * H + 1), r"b: expected shape \(4H,\) = \(20,\), got \(21,\)"),
+    ("b", np.zeros((1, 4 * H)), r"b: expected shape \(4H,\) = \(20,\), got \(1, 20\)"),
+]
+
+
+@MODULES
+@pytest.mark.parametrize("name, value, message", LSTM_SHAPE_ERRORS)
+def test_lstm_shape_errors(m, name, value, message):
+    with pytest.raises(ValueError, match=message):
+        lstm_call(m, **{name: value})
+
+
+@MODULES
+@pytest.mark.parametrize(
+    "value",
+    [np.zeros((T, B, I), complex), np.array([[["a"] * I] * B] * T), np.zeros((T, B, I), object)],
+    ids=["complex", "str", "object"],
+)
+def test_lstm_dtype_errors(m, value):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        lstm_call(m, xs=value)
+
+
+@MODULES
+def test_not_an_array(m):
+    with pytest.raises(TypeError, match="xs: expected an array"):
+        lstm_call(m, xs=[[1.0, 2.0], [3.0]])
+
+
+@MODULES
+def test_backward_gradient_errors(m):
+    *_, cache = lstm_call(m)
+    with pytest.raises(ValueError, match=r"dhs: expected shape \(T, B, H\) = \(3, 2, 5\), got \(3, 2, 4\)"):
+        m.lstm_backward(np.zeros((T, B, H - 1)), None, None, cache)
+    with pytest.raises(ValueError, match=r"dh_T: expected shape \(B, H\) = \(2, 5\), got \(5, 2\)"):
+        m.lstm_backward(None, np.zeros((H, B)), None, cache)
+    with pytest.raises(ValueError, match=r"dc_T: expected shape \(B, H\)"):
+        m.lstm_backward(None, None, np.zeros(H), cache)
+    with pytest.raises(TypeError, match="dc_T: expected a real floating-point array"):
+        m.lstm_backward(None, None, np.zeros((B, H), complex), cache)
+
+
+@MODULES
+def test_wrong_cache(m):
+    with pytest.raises(TypeError, match="cache: expected the cache returned by"):
+        m.lstm_backward(None, None, None, cache=("not", "a", "cache"))
+    _, _, cell_cache = m.lstm_cell_forward(np.zeros((B, I)), None, None, *list(good().values())[3:])
+    with pytest.raises(TypeError, match="cache: expected the cache returned by .*lstm_forward"):
+        m.lstm_backward(None, None, None, cell_cache)
+    *_, rnn_cache = m.rnn_forward(np.zeros((T, B, I)), None, np.zeros((I, H)), np.zeros((H, H)), np.zeros(H))
+    with pytest.raises(TypeError, match="cache: expected the cache returned by .*lstm_forward"):
+        m.lstm_backward(None, None, None, rnn_cache)
+
+
+def test_caches_do_not_cross_modules():
+    *_, ref_cache = lstm_call(ref)
+    with pytest.raises(TypeError, match="fastlstm.lstm_forward"):
+        fastlstm.lstm_backward(None, None, None, ref_cache)
+    *_, c_cache = lstm_call(fastlstm)
+    with pytest.raises(TypeError, match="fastlstm.reference.lstm_forward"):
+        ref.lstm_backward(None, None, None, c_cache)
+
+
+@MODULES
+def test_cell_errors(m):
+    W, U, b = np.zeros((I, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
+    with pytest.raises(ValueError, match=r"x: expected a 2-d array of shape \(B, I\), got shape \(3, 2, 4\)"):
+        m.lstm_cell_forward(np.zeros((T, B, I)), None, None, W, U, b)
+    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B, H\) = \(2, 5\)"):
+        m.lstm_cell_forward(np.zeros((B, I)), np.zeros((B, 1)), None, W, U, b)
+    _, _, cache = m.lstm_cell_forward(np.zeros((B, I)), None, None, W, U, b)
+    with pytest.raises(ValueError, match=r"dh: expected shape \(B, H\) = \(2, 5\)"):
+        m.lstm_cell_backward(np.zeros((B, H + 1)), None, cache)
+
+
+@MODULES
+def test_rnn_errors(m):
+    xs = np.zeros((T, B, I))
+    with pytest.raises(ValueError, match=r"U: expected shape \(H, H\) = \(5, 5\) \(H = U.shape\[0\]\), got \(5, 20\)"):
+        m.rnn_forward(xs, None, np.zeros((I, H)), np.zeros((H, 4 * H)), np.zeros(H))
+    with pytest.raises(ValueError, match=r"W: expected shape \(I, H\) = \(4, 5\), got \(4, 20\)"):
+        m.rnn_forward(xs, None, np.zeros((I, 4 * H)), np.zeros((H, H)), np.zeros(H))
+    with pytest.raises(ValueError, match=r"h0: expected shape \(B, H\) = \(2, 5\)"):
+        m.rnn_forward(xs, np.zeros((B, H, 1)), np.zeros((I, H)), np.zeros((H, H)), np.zeros(H))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_thread_count_errors(bad):
+    with pytest.raises(ValueError, match="num_threads: expected an int >= 1"):
+        fastlstm.set_num_threads(bad)
+    with pytest.raises(ValueError, match="num_threads: expected an int >= 1"):
+        with fastlstm.num_threads(bad):
+            pass

@@ -1,0 +1,138 @@
+"""Unusual but valid inputs: layouts, dtypes, non-finite values; inputs are never modified and
+outputs are new C-contiguous arrays."""
+import numpy as np
+import pytest
+from conftest import assert_all_close, assert_close, make_problem
+
+import fastlstm
+from fastlstm import reference as ref
+
+FORWARD_ARGS = ["xs", "h0", "c0", "W", "U", "b"]
+
+
+def forward_backward(module, args, grads):
+    hs, h_T, c_T, cache = module.lstm_forward(*args)
+    return [hs, h_T, c_T, *module.lstm_backward(*grads, cache)]
+
+
+def test_strided_transposed_and_readonly_inputs(rng):
+    T, B, I, H = 4, 3, 5, 6
+    p = make_problem(rng, T, B, I, H)
+    expected = forward_backward(ref, [p[k] for k in FORWARD_ARGS], [p["dhs"], p["dh_T"], p["dc_T"]])
+
+    xs_strided = np.repeat(p["xs"], 2, axis=2)[:, :, ::2]  # every other column of a wider array
+    W_fortran = np.asfortranarray(p["W"])
+    U_view = np.ascontiguousarray(p["U"].T).T  # a transposed view of the transpose
+    b_readonly = p["b"].copy()
+    b_readonly.flags.writeable = False
+    h0_strided = np.stack([p["h0"], p["h0"]], axis=-1)[..., 0]  # last-axis stride of 2 elements
+    dhs_reversed = p["dhs"][::-1].copy()[::-1]  # negative strides
+    args = [xs_strided, h0_strided, p["c0"], W_fortran, U_view, b_readonly]
+    got = forward_backward(fastlstm, args, [dhs_reversed, p["dh_T"], p["dc_T"]])
+    assert not xs_strided.flags.c_contiguous and not W_fortran.flags.c_contiguous
+    assert not h0_strided.flags.c_contiguous
+    assert dhs_reversed.strides[0] < 0
+    for a, e in zip(got, expected):
+        assert_close(a, e)
+
+
+def test_broadcast_initial_state(rng):
+    p = make_problem(rng, 3, 4, 2, 5)
+    h0 = np.broadcast_to(p["h0"][0], p["h0"].shape)  # zero stride along B
+    got = fastlstm.lstm_forward(p["xs"], h0, None, p["W"], p["U"], p["b"])
+    want = ref.lstm_forward(p["xs"], np.array(h0), None, p["W"], p["U"], p["b"])
+    assert_all_close(got[:3], want[:3], ["hs", "h_T", "c_T"])
+
+
+@pytest.mark.parametrize(
+    "dtypes, expected",
+    [
+        ({"xs": np.float32, "W": np.float64}, np.float64),  # mixed: NumPy promotes
+        ({"xs": np.int64, "h0": np.int32, "c0": np.int8, "W": np.int64, "U": np.int16,
+          "b": np.int64}, np.float64),  # integers compute in float64
+        ({"xs": np.float16, "h0": np.float16, "c0": np.float16, "W": np.float16,
+          "U": np.float16, "b": np.float16}, np.float32),  # float16 computes in float32
+        ({"xs": np.float16, "W": np.float32, "U": np.float32, "b": np.float32, "h0": np.float32,
+          "c0": np.float32}, np.float32),
+    ],
+)
+def test_dtype_promotion(rng, dtypes, expected):
+    p = make_problem(rng, 3, 2, 4, 5)
+    args = {k: (p[k] * 3).astype(dtypes.get(k, np.float64)) for k in FORWARD_ARGS}
+    got = fastlstm.lstm_forward(*[args[k] for k in FORWARD_ARGS])
+    want = ref.lstm_forward(*[args[k] for k in FORWARD_ARGS])
+    for a, e in zip(got[:3], want[:3]):
+        assert a.dtype == e.dtype == expected
+        assert_close(a, e)
+
+
+def test_lists_are_accepted(rng):
+    p = make_problem(rng, 2, 2, 3, 2)
+    args = [p[k].tolist() for k in FORWARD_ARGS]
+    got = fastlstm.lstm_forward(*args)
+    want = ref.lstm_forward(*[p[k] for k in FORWARD_ARGS])
+    assert_all_close(got[:3], want[:3], ["hs", "h_T", "c_T"])
+
+
+def test_gradient_dtype_follows_forward(rng):
+    p = make_problem(rng, 3, 2, 4, 5, dtype=np.float32)
+    *_, cache = fastlstm.lstm_forward(*[p[k] for k in FORWARD_ARGS])
+    grads = fastlstm.lstm_backward(p["dhs"].astype(np.float64), p["dh_T"].astype(np.int64), None, cache)
+    assert all(g.dtype == np.float32 for g in grads)
+
+
+@pytest.mark.parametrize("module", [fastlstm, ref], ids=["fastlstm", "reference"])
+def test_inputs_never_modified_and_outputs_fresh(rng, module):
+    p = make_problem(rng, 4, 3, 5, 6)
+    originals = {k: v.copy() for k, v in p.items()}
+    args = [p[k] for k in FORWARD_ARGS]
+    hs, h_T, c_T, cache = module.lstm_forward(*args)
+    grads = module.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+    module.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)  # a cache may be used twice
+    for k, v in originals.items():
+        np.testing.assert_array_equal(p[k], v, err_msg=k)
+    for out in [hs, h_T, c_T, *grads]:
+        assert out.flags.c_contiguous
+        assert not any(np.shares_memory(out, v) for v in p.values())
+
+
+def test_backward_twice_gives_the_same(rng):
+    p = make_problem(rng, 4, 3, 5, 6)
+    *_, cache = fastlstm.lstm_forward(*[p[k] for k in FORWARD_ARGS])
+    first = fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+    second = fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_propagate_like_reference(rng, dtype, bad):
+    p = make_problem(rng, 4, 3, 5, 6, dtype=dtype)
+    p["xs"][1, 0, 2] = bad  # one bad input in one row from step 1 on
+    p["W"][0, 3] = bad
+    p["dhs"][2, 1, 1] = bad
+    with np.errstate(all="ignore"):
+        want = forward_backward(ref, [p[k] for k in FORWARD_ARGS], [p["dhs"], p["dh_T"], p["dc_T"]])
+        got = forward_backward(fastlstm, [p[k] for k in FORWARD_ARGS], [p["dhs"], p["dh_T"], p["dc_T"]])
+    for name, a, e in zip(["hs", "h_T", "c_T", "dxs", "dh0", "dc0", "dW", "dU", "db"], got, want):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"{name}: NaN pattern")
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(e), err_msg=f"{name}: +inf")
+        np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg=f"{name}: -inf")
+        finite = np.isfinite(e)
+        assert_close(a[finite], e[finite], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_saturating_activations(dtype):
+    """Huge pre-activations saturate the gates exactly as the reference does, without NaN."""
+    H = 4
+    z = np.array([-1e30, -1e4, -100, -50, -20, -1e-8, 0, -0.0, 1e-8, 20, 50, 100, 1e4, 1e30])
+    xs = z.reshape(-1, 1, 1).astype(dtype)
+    W = np.ones((1, 4 * H), dtype)
+    U = np.zeros((H, 4 * H), dtype)
+    b = np.zeros(4 * H, dtype)
+    got = fastlstm.lstm_forward(xs, None, None, W, U, b)
+    want = ref.lstm_forward(xs, None, None, W, U, b)
+    assert np.all(np.isfinite(got[0]))
+    assert_all_close(got[:3], want[:3], ["hs", "h_T", "c_T"])

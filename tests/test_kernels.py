@@ -1,0 +1,181 @@
+"""The C kernels against the NumPy reference: every output and gradient, float32 and float64, awkward
+shapes, every SIMD kernel, and bitwise-identical results for any thread count."""
+import numpy as np
+import pytest
+from conftest import assert_all_close, assert_close, make_problem
+
+import fastlstm
+from fastlstm import reference as ref
+
+LSTM_GRADS = ["dxs", "dh0", "dc0", "dW", "dU", "db"]
+RNN_GRADS = ["dxs", "dh0", "dW", "dU", "db"]
+
+# (T, B, I, H): T = 0 and 1, B = 1, I != H, H = 1, 3, 17 and others not a multiple of any SIMD width
+SHAPES = [
+    (0, 2, 3, 4),
+    (1, 1, 1, 1),
+    (1, 3, 5, 3),
+    (2, 1, 7, 17),
+    (5, 4, 3, 17),
+    (7, 13, 33, 1),
+    (3, 2, 1, 65),
+    (4, 25, 19, 40),
+    (3, 1, 300, 129),
+]
+DTYPES = [np.float32, np.float64]
+
+
+def lstm_both(p, h0=True, c0=True):
+    """(fastlstm, reference) results of forward then backward."""
+    results = []
+    for module in (fastlstm, ref):
+        hs, h_T, c_T, cache = module.lstm_forward(
+            p["xs"], p["h0"] if h0 else None, p["c0"] if c0 else None, p["W"], p["U"], p["b"]
+        )
+        grads = module.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+        results.append(((hs, h_T, c_T), grads))
+    return results
+
+
+def rnn_both(p):
+    results = []
+    for module in (fastlstm, ref):
+        hs, h_T, cache = module.rnn_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+        results.append(((hs, h_T), module.rnn_backward(p["dhs"], p["dh_T"], cache)))
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-B%d-I%d-H%d" % s)
+def test_lstm_matches_reference(rng, shape, dtype, simd):
+    p = make_problem(rng, *shape, dtype=dtype)
+    (out, grads), (ref_out, ref_grads) = lstm_both(p)
+    assert_all_close(out, ref_out, ["hs", "h_T", "c_T"])
+    assert_all_close(grads, ref_grads, LSTM_GRADS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T%d-B%d-I%d-H%d" % s)
+def test_rnn_matches_reference(rng, shape, dtype, simd):
+    p = make_problem(rng, *shape, dtype=dtype, gates=1)
+    (out, grads), (ref_out, ref_grads) = rnn_both(p)
+    assert_all_close(out, ref_out, ["hs", "h_T"])
+    assert_all_close(grads, ref_grads, RNN_GRADS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_acceptance_shape(rng, dtype):
+    """The issue's acceptance bar at T=100, B=8, I=H=256: max error <= 1e-10 (float64) and
+    <= 1e-4 relative (float32) on every output and gradient."""
+    p = make_problem(rng, 100, 8, 256, 256, dtype=dtype)
+    (out, grads), (ref_out, ref_grads) = lstm_both(p)
+    for name, a, e in zip(["hs", "h_T", "c_T"] + LSTM_GRADS, out + grads, ref_out + ref_grads):
+        err = np.max(np.abs(a.astype(np.float64) - e))
+        if dtype == np.float64:
+            assert err <= 1e-10, (name, err)
+        else:
+            assert err <= 1e-4 * max(np.max(np.abs(e)), 1.0), (name, err)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_long_sequence_large_batch(rng, dtype):
+    """Enough rows and columns to cross the GEMM's cache blocks (mc, kc, nc) and edge tiles."""
+    p = make_problem(rng, 9, 70, 301, 130, dtype=dtype)
+    (out, grads), (ref_out, ref_grads) = lstm_both(p)
+    assert_all_close(out, ref_out, ["hs", "h_T", "c_T"])
+    assert_all_close(grads, ref_grads, LSTM_GRADS)
+
+
+@pytest.mark.parametrize("h0, c0", [(False, False), (True, False), (False, True)])
+def test_lstm_optional_initial_state(rng, h0, c0):
+    p = make_problem(rng, 4, 3, 5, 6)
+    (out, grads), (ref_out, ref_grads) = lstm_both(p, h0=h0, c0=c0)
+    assert_all_close(out, ref_out, ["hs", "h_T", "c_T"])
+    assert_all_close(grads, ref_grads, LSTM_GRADS)
+
+
+@pytest.mark.parametrize("missing", ["dhs", "dh_T", "dc_T"])
+def test_lstm_optional_gradients(rng, missing):
+    p = make_problem(rng, 4, 3, 5, 6)
+    p[missing] = None
+    (_, grads), (_, ref_grads) = lstm_both(p)
+    assert_all_close(grads, ref_grads, LSTM_GRADS)
+
+
+def test_lstm_no_gradient_at_all(rng):
+    p = make_problem(rng, 3, 2, 4, 5)
+    *_, cache = fastlstm.lstm_forward(p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    for grad in fastlstm.lstm_backward(None, None, None, cache):
+        assert not np.any(grad)
+
+
+def test_zero_steps_returns_initial_state(rng):
+    p = make_problem(rng, 0, 3, 4, 5)
+    hs, h_T, c_T, cache = fastlstm.lstm_forward(p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    assert hs.shape == (0, 3, 5)
+    np.testing.assert_array_equal(h_T, p["h0"])
+    np.testing.assert_array_equal(c_T, p["c0"])
+    assert h_T is not p["h0"] and not np.shares_memory(h_T, p["h0"])
+    dxs, dh0, dc0, dW, dU, db = fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+    assert dxs.shape == (0, 3, 4)
+    np.testing.assert_array_equal(dh0, p["dh_T"])
+    np.testing.assert_array_equal(dc0, p["dc_T"])
+    for grad in (dW, dU, db):
+        assert not np.any(grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_cell_matches_reference(rng, dtype, simd):
+    p = make_problem(rng, 1, 3, 7, 17, dtype=dtype)
+    x = p["xs"][0]
+    results = []
+    for module in (fastlstm, ref):
+        h, c, cache = module.lstm_cell_forward(x, p["h0"], p["c0"], p["W"], p["U"], p["b"])
+        results.append(((h, c), module.lstm_cell_backward(p["dh_T"], p["dc_T"], cache)))
+    (out, grads), (ref_out, ref_grads) = results
+    assert_all_close(out, ref_out, ["h", "c"])
+    assert_all_close(grads, ref_grads, ["dx", "dh_prev", "dc_prev", "dW", "dU", "db"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rnn_cell_matches_reference(rng, dtype, simd):
+    p = make_problem(rng, 1, 2, 5, 3, dtype=dtype, gates=1)
+    x = p["xs"][0]
+    results = []
+    for module in (fastlstm, ref):
+        h, cache = module.rnn_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+        results.append(((h,), module.rnn_cell_backward(p["dh_T"], cache)))
+    (out, grads), (ref_out, ref_grads) = results
+    assert_all_close(out, ref_out, ["h"])
+    assert_all_close(grads, ref_grads, ["dx", "dh_prev", "dW", "dU", "db"])
+
+
+def test_cell_without_state_or_gradient(rng):
+    p = make_problem(rng, 1, 2, 3, 4)
+    x = p["xs"][0]
+    for module in (fastlstm, ref):
+        h, c, cache = module.lstm_cell_forward(x, None, None, p["W"], p["U"], p["b"])
+        grads = module.lstm_cell_backward(p["dh_T"], None, cache)
+        assert_close(h, ref.lstm_cell_forward(x, None, None, p["W"], p["U"], p["b"])[0])
+        assert grads[0].shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 40, 70), (3, 40, 33, 130), (20, 1, 16, 64)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_identical_for_any_thread_count(rng, shape, dtype):
+    p = make_problem(rng, *shape, dtype=dtype)
+    p1 = make_problem(rng, *shape[:3], shape[3], dtype=dtype, gates=1)
+    runs = []
+    for n in (1, 2, 3):
+        with fastlstm.num_threads(n):
+            hs, h_T, c_T, cache = fastlstm.lstm_forward(
+                p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"]
+            )
+            grads = fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+            rhs, rh_T, rcache = fastlstm.rnn_forward(p1["xs"], p1["h0"], p1["W"], p1["U"], p1["b"])
+            rgrads = fastlstm.rnn_backward(p1["dhs"], p1["dh_T"], rcache)
+        runs.append([hs, h_T, c_T, *grads, rhs, rh_T, *rgrads])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+

@@ -1,0 +1,142 @@
+"""The NumPy reference checked on its own: central finite differences in float64, and stepping the
+cell T times equals the sequence functions."""
+import numpy as np
+import pytest
+from conftest import make_problem
+
+from fastlstm import reference as ref
+
+
+def numeric_gradient(f, x, eps=1e-6):
+    """d f() / d x by central differences, perturbing x in place."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        saved = x[idx]
+        x[idx] = saved + eps
+        up = f()
+        x[idx] = saved - eps
+        down = f()
+        x[idx] = saved
+        grad[idx] = (up - down) / (2 * eps)
+    return grad
+
+
+def check_gradients(loss, analytic, arrays):
+    for name, array in arrays.items():
+        numeric = numeric_gradient(loss, array)
+        np.testing.assert_allclose(analytic[name], numeric, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("T", [0, 1, 4])
+def test_lstm_sequence_gradients(rng, T):
+    p = make_problem(rng, T, 2, 3, 4)
+
+    def loss():
+        hs, h_T, c_T, _ = ref.lstm_forward(p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"])
+        return np.sum(hs * p["dhs"]) + np.sum(h_T * p["dh_T"]) + np.sum(c_T * p["dc_T"])
+
+    *_, cache = ref.lstm_forward(p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    names = ["xs", "h0", "c0", "W", "U", "b"]
+    grads = ref.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+    check_gradients(loss, dict(zip(names, grads)), {n: p[n] for n in names})
+
+
+def test_lstm_cell_gradients(rng):
+    p = make_problem(rng, 1, 3, 2, 5)
+    x = p["xs"][0]
+
+    def loss():
+        h, c, _ = ref.lstm_cell_forward(x, p["h0"], p["c0"], p["W"], p["U"], p["b"])
+        return np.sum(h * p["dh_T"]) + np.sum(c * p["dc_T"])
+
+    *_, cache = ref.lstm_cell_forward(x, p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    grads = ref.lstm_cell_backward(p["dh_T"], p["dc_T"], cache)
+    names = ["x", "h0", "c0", "W", "U", "b"]
+    arrays = dict(x=x, h0=p["h0"], c0=p["c0"], W=p["W"], U=p["U"], b=p["b"])
+    check_gradients(loss, dict(zip(names, grads)), arrays)
+
+
+@pytest.mark.parametrize("T", [0, 1, 5])
+def test_rnn_sequence_gradients(rng, T):
+    p = make_problem(rng, T, 2, 3, 4, gates=1)
+
+    def loss():
+        hs, h_T, _ = ref.rnn_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+        return np.sum(hs * p["dhs"]) + np.sum(h_T * p["dh_T"])
+
+    *_, cache = ref.rnn_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    names = ["xs", "h0", "W", "U", "b"]
+    grads = ref.rnn_backward(p["dhs"], p["dh_T"], cache)
+    check_gradients(loss, dict(zip(names, grads)), {n: p[n] for n in names})
+
+
+def test_rnn_cell_gradients(rng):
+    p = make_problem(rng, 1, 3, 2, 4, gates=1)
+    x = p["xs"][0]
+
+    def loss():
+        h, _ = ref.rnn_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+        return np.sum(h * p["dh_T"])
+
+    _, cache = ref.rnn_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+    grads = ref.rnn_cell_backward(p["dh_T"], cache)
+    names = ["x", "h0", "W", "U", "b"]
+    arrays = dict(x=x, h0=p["h0"], W=p["W"], U=p["U"], b=p["b"])
+    check_gradients(loss, dict(zip(names, grads)), arrays)
+
+
+def test_lstm_cell_stepped_equals_sequence(rng):
+    T, B, I, H = 6, 3, 4, 5
+    p = make_problem(rng, T, B, I, H)
+    hs, h_T, c_T, cache = ref.lstm_forward(p["xs"], p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    seq_grads = ref.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
+
+    h, c, caches = p["h0"], p["c0"], []
+    for t in range(T):
+        h, c, step_cache = ref.lstm_cell_forward(p["xs"][t], h, c, p["W"], p["U"], p["b"])
+        np.testing.assert_allclose(h, hs[t], rtol=1e-14, atol=1e-15)
+        caches.append(step_cache)
+    np.testing.assert_allclose(h, h_T, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(c, c_T, rtol=1e-14, atol=1e-15)
+
+    dh, dc = p["dh_T"], p["dc_T"]
+    dxs, dW, dU, db = [], 0, 0, 0
+    for t in reversed(range(T)):
+        dx, dh, dc, dW_t, dU_t, db_t = ref.lstm_cell_backward(dh + p["dhs"][t], dc, caches[t])
+        dxs.insert(0, dx)
+        dW, dU, db = dW + dW_t, dU + dU_t, db + db_t
+    stepped = [np.stack(dxs), dh, dc, dW, dU, db]
+    for name, a, e in zip(["dxs", "dh0", "dc0", "dW", "dU", "db"], stepped, seq_grads):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_rnn_cell_stepped_equals_sequence(rng):
+    T, B, I, H = 5, 2, 3, 4
+    p = make_problem(rng, T, B, I, H, gates=1)
+    hs, h_T, cache = ref.rnn_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    seq_grads = ref.rnn_backward(p["dhs"], p["dh_T"], cache)
+
+    h, caches = p["h0"], []
+    for t in range(T):
+        h, step_cache = ref.rnn_cell_forward(p["xs"][t], h, p["W"], p["U"], p["b"])
+        np.testing.assert_allclose(h, hs[t], rtol=1e-14, atol=1e-15)
+        caches.append(step_cache)
+
+    dh, dxs, dW, dU, db = p["dh_T"], [], 0, 0, 0
+    for t in reversed(range(T)):
+        dx, dh, dW_t, dU_t, db_t = ref.rnn_cell_backward(dh + p["dhs"][t], caches[t])
+        dxs.insert(0, dx)
+        dW, dU, db = dW + dW_t, dU + dU_t, db + db_t
+    stepped = [np.stack(dxs), dh, dW, dU, db]
+    for name, a, e in zip(["dxs", "dh0", "dW", "dU", "db"], stepped, seq_grads):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_lstm_known_values():
+    """A hand-checkable step: zero weights give i = f = o = 1/2, g = 0."""
+    B, I, H = 1, 2, 3
+    W, U, b = np.zeros((I, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
+    c_prev = np.full((B, H), 2.0)
+    h, c, _ = ref.lstm_cell_forward(np.ones((B, I)), None, c_prev, W, U, b)
+    np.testing.assert_allclose(c, 0.5 * c_prev)
+    np.testing.assert_allclose(h, 0.5 * np.tanh(1.0))
