@@ -125,53 +125,57 @@ const char *fl_simd_name(int simd)
     }
 }
 
-/* ---- register-tile kernels: (precision) x (SIMD level) -------------------------------------------
- * Tiles use 24 of the 32 AVX-512 registers for accumulators, 12 of the 16 AVX2/SSE/NEON ones. */
+/* ---- register-tile kernels: (precision) x (SIMD level) x (tile shape) ----------------------------
+ * Wide tiles for the large products use 24 of the 32 AVX-512 registers for accumulators, 12 of the 16
+ * AVX2/SSE/NEON ones. The per-step product h_{t-1} @ U has only B rows: narrow (4-row) and row
+ * (1-row) tiles waste fewer multiply-adds on padding there. */
+
+enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr below, for the scratch tile at matrix edges */
 
 #define REAL float
-#define UK_NAME ukernel_f32_portable
-#define UK_TARGET
-#define UK_VBYTES 16
-#define UK_MR 6
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f32_portable_wide, , 16, 6, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_portable_narrow, , 16, 4, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_portable_row, , 16, 1, 8)
 #include "ukernel.inc"
 #if FL_X86
-#define UK_NAME ukernel_f32_avx2
-#define UK_TARGET FL_TARGET_AVX2
-#define UK_VBYTES 32
-#define UK_MR 6
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f32_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
 #include "ukernel.inc"
-#define UK_NAME ukernel_f32_avx512
-#define UK_TARGET FL_TARGET_AVX512
-#define UK_VBYTES 64
-#define UK_MR 12
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f32_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_avx2_row, FL_TARGET_AVX2, 32, 1, 8)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f32_avx512_row, FL_TARGET_AVX512, 64, 1, 8)
 #include "ukernel.inc"
 #endif
 #undef REAL
 
 #define REAL double
-#define UK_NAME ukernel_f64_portable
-#define UK_TARGET
-#define UK_VBYTES 16
-#define UK_MR 6
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f64_portable_wide, , 16, 6, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_portable_narrow, , 16, 4, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_portable_row, , 16, 1, 8)
 #include "ukernel.inc"
 #if FL_X86
-#define UK_NAME ukernel_f64_avx2
-#define UK_TARGET FL_TARGET_AVX2
-#define UK_VBYTES 32
-#define UK_MR 6
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f64_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
 #include "ukernel.inc"
-#define UK_NAME ukernel_f64_avx512
-#define UK_TARGET FL_TARGET_AVX512
-#define UK_VBYTES 64
-#define UK_MR 12
-#define UK_NRV 2
+#define UK_SPEC (ukernel_f64_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_avx2_row, FL_TARGET_AVX2, 32, 1, 8)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
+#include "ukernel.inc"
+#define UK_SPEC (ukernel_f64_avx512_row, FL_TARGET_AVX512, 64, 1, 8)
 #include "ukernel.inc"
 #endif
 #undef REAL
@@ -182,9 +186,9 @@ const char *fl_simd_name(int simd)
 #define FL_CAT(a, b) FL_CAT_(a, b)
 #define FN(name) FL_CAT(name, SUFFIX)
 
-/* Block sizes (data, per kernel): kc*nr of a B panel fits L1, mc*kc of A fits L2. Entries are
- * indexed by enum fl_simd; a level a build lacks repeats the portable kernel (never selected, as
- * fl_simd_max() does not report it). */
+/* Block sizes (data, per kernel): kc*nr of a B panel fits L1, mc*kc of A fits L2. Rows are indexed
+ * by enum fl_simd, columns by enum fl_tile; a level a build lacks repeats the portable kernels (never
+ * selected, as fl_simd_max() does not report it). */
 #define REAL float
 #define SUFFIX f32
 #define FL_INT int32_t
@@ -198,14 +202,24 @@ const char *fl_simd_name(int simd)
 #define COPYSIGN copysignf
 #include "gemm.inc"
 #include "activations.inc"
-static const struct FN(kernel) FN(kernel_table)[3] = {
-    {6, 8, 96, 256, 2048, ukernel_f32_portable},
+static const struct FN(kernel) FN(kernel_table)[3][3] = {
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
 #if FL_X86
-    {6, 16, 96, 256, 2048, ukernel_f32_avx2},
-    {12, 32, 144, 256, 3072, ukernel_f32_avx512},
+    {{6, 16, 96, 256, 2048, ukernel_f32_avx2_wide},
+     {4, 24, 144, 256, 2040, ukernel_f32_avx2_narrow},
+     {1, 64, 64, 256, 2048, ukernel_f32_avx2_row}},
+    {{12, 32, 144, 256, 3072, ukernel_f32_avx512_wide},
+     {4, 64, 144, 256, 3072, ukernel_f32_avx512_narrow},
+     {1, 128, 64, 256, 3072, ukernel_f32_avx512_row}},
 #else
-    {6, 8, 96, 256, 2048, ukernel_f32_portable},
-    {6, 8, 96, 256, 2048, ukernel_f32_portable},
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
 #endif
 };
 #include "recurrent.inc"
@@ -234,14 +248,24 @@ static const struct FN(kernel) FN(kernel_table)[3] = {
 #define COPYSIGN copysign
 #include "gemm.inc"
 #include "activations.inc"
-static const struct FN(kernel) FN(kernel_table)[3] = {
-    {6, 4, 96, 256, 1024, ukernel_f64_portable},
+static const struct FN(kernel) FN(kernel_table)[3][3] = {
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
 #if FL_X86
-    {6, 8, 96, 256, 1024, ukernel_f64_avx2},
-    {12, 16, 144, 256, 1536, ukernel_f64_avx512},
+    {{6, 8, 96, 256, 1024, ukernel_f64_avx2_wide},
+     {4, 12, 144, 256, 1020, ukernel_f64_avx2_narrow},
+     {1, 32, 64, 256, 1024, ukernel_f64_avx2_row}},
+    {{12, 16, 144, 256, 1536, ukernel_f64_avx512_wide},
+     {4, 32, 144, 256, 1536, ukernel_f64_avx512_narrow},
+     {1, 64, 64, 256, 1536, ukernel_f64_avx512_row}},
 #else
-    {6, 4, 96, 256, 1024, ukernel_f64_portable},
-    {6, 4, 96, 256, 1024, ukernel_f64_portable},
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
 #endif
 };
 #include "recurrent.inc"
