@@ -1,0 +1,536 @@
+"""Benchmark fastlstm against its NumPy reference and torch.nn.LSTM: ``python -m fastlstm bench``.
+
+For every shape (T, B, I, H) of a grid, on the same seeded data and in the same process, this times
+the forward pass (``lstm_forward``) and the forward and backward pass (``lstm_forward``, then
+``lstm_backward`` of a given ``dhs``) of each contender: fastlstm, ``fastlstm.reference`` and, if it
+is importable, ``torch.nn.LSTM`` loaded with the same weights. The contenders take turns for
+`repeat` rounds, and the minimum time of each is kept. Each timed call follows 0.2 s of untimed
+calls of the same contender: they warm the caches and outlast the threads that the previous
+contender leaves spinning (OpenBLAS's spin for about 0.15 s after a call, and on a small machine
+they would take a core from the timed call). Before a shape is timed, every contender's outputs are
+checked against the reference's, since a benchmark of wrong results is worthless.
+
+FLOPs count the matrix products: forward = 2*T*B*(I+H)*4H, forward and backward = 3x that. They are
+set against the machine's GEMM peak, measured in the same run (before and after the shapes) as
+NumPy's matmul of two 2048 x 2048 matrices.
+
+Shapes: T time steps, B batch rows, I input features, H hidden units.
+"""
+import argparse
+import contextlib
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+import fastlstm
+from fastlstm import _config, reference
+
+QUICK = [(100, 1, 64, 128), (100, 8, 256, 256), (50, 16, 512, 512), (25, 64, 256, 256)]
+
+
+def _deepbench(batches):
+    """DeepBench's LSTM shapes (T, B, I = H, H) for the given batch sizes."""
+    return [(T, B, H, H) for T, H in [(25, 512), (25, 1024), (150, 256)] for B in batches]
+
+
+FULL = list(
+    dict.fromkeys(
+        QUICK
+        + [(100, 1, 256, 256), (50, 4, 128, 512), (25, 16, 512, 512), (50, 32, 1024, 1024)]
+        + [(100, 16, 2048, 2048), (100, 128, 256, 256)]
+        + _deepbench([16, 32, 64])  # training
+        + _deepbench([1, 2, 4])  # inference
+    )
+)
+
+PASSES = ("forward", "forward_backward")
+PASS_LABELS = {"forward": "fwd", "forward_backward": "fwd+bwd"}
+TOLERANCES = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-9}}
+GEMM_SIZE = 2048
+GEMM_REPEAT = 3
+DEFAULT_REPEAT = 5
+# OpenBLAS's threads spin for about 0.15 s after a call, taking cores from whatever runs next
+SETTLE_SECONDS = 0.2
+
+
+# ---- the problem and the contenders ---------------------------------------------------------------
+
+
+class Problem(NamedTuple):
+    """Seeded inputs: xs (T, B, I), W (I, 4H), U (H, 4H), b (4H,) and the gradient dhs (T, B, H)."""
+
+    xs: np.ndarray
+    W: np.ndarray
+    U: np.ndarray
+    b: np.ndarray
+    dhs: np.ndarray
+
+
+def make_problem(shape, dtype="float32", seed=0):
+    """Seeded random inputs of `shape` (T, B, I, H); weights scaled by 1/sqrt(H), as in training."""
+    T, B, I, H = shape
+    rng = np.random.default_rng(seed)
+
+    def normal(dims, scale=1.0):
+        return (scale * rng.standard_normal(dims)).astype(dtype)
+
+    scale = 1 / np.sqrt(H)
+    return Problem(
+        xs=normal((T, B, I)),
+        W=normal((I, 4 * H), scale),
+        U=normal((H, 4 * H), scale),
+        b=normal(4 * H, scale),
+        dhs=normal((T, B, H)),
+    )
+
+
+def _module_passes(module, p):
+    """The forward and forward-backward callables of a module with the reference's API.
+
+    Each returns a dict of its outputs: ``hs``, and for the backward also ``dxs``, ``dW``, ``dU``,
+    ``db``.
+    """
+
+    def forward():
+        return {"hs": module.lstm_forward(p.xs, None, None, p.W, p.U, p.b)[0]}
+
+    def forward_backward():
+        hs, _, _, cache = module.lstm_forward(p.xs, None, None, p.W, p.U, p.b)
+        dxs, _, _, dW, dU, db = module.lstm_backward(p.dhs, None, None, cache)
+        return {"hs": hs, "dxs": dxs, "dW": dW, "dU": dU, "db": db}
+
+    return forward, forward_backward
+
+
+def _on_threads(call, threads):
+    def threaded():
+        with fastlstm.num_threads(threads):
+            return call()
+
+    return threaded
+
+
+def setup_fastlstm(p, threads):
+    """fastlstm's (forward, forward_backward) on `threads` threads."""
+    return tuple(_on_threads(call, threads) for call in _module_passes(fastlstm, p))
+
+
+def setup_reference(p, threads):
+    """The NumPy reference's (forward, forward_backward); its BLAS threads are the caller's to set.
+
+    See :func:`blas_threads`.
+    """
+    return _module_passes(reference, p)
+
+
+def setup_torch(p, threads):
+    """torch.nn.LSTM's (forward, forward_backward) on `threads` threads, with the problem's weights.
+
+    torch packs the same gate order i, f, g, o along the rows of its weights: weight_ih_l0 = W.T,
+    weight_hh_l0 = U.T, bias_ih_l0 = b, bias_hh_l0 = 0.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    I, H = p.W.shape[0], p.U.shape[0]
+    lstm = torch.nn.LSTM(I, H, dtype=getattr(torch, p.xs.dtype.name))
+    weights = {"weight_ih_l0": p.W.T, "weight_hh_l0": p.U.T, "bias_ih_l0": p.b,
+               "bias_hh_l0": np.zeros_like(p.b)}
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(lstm, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    xs = torch.from_numpy(p.xs)
+    xs_leaf = xs.clone().requires_grad_()
+    dout = torch.from_numpy(p.dhs)
+
+    def forward():
+        with torch.no_grad():
+            return {"hs": lstm(xs)[0].numpy()}
+
+    def forward_backward():
+        xs_leaf.grad = None
+        lstm.zero_grad(set_to_none=True)
+        out, _ = lstm(xs_leaf)
+        out.backward(dout)
+        return {"hs": out.detach().numpy(), "dxs": xs_leaf.grad.numpy(),
+                "dW": lstm.weight_ih_l0.grad.numpy().T, "dU": lstm.weight_hh_l0.grad.numpy().T,
+                "db": lstm.bias_ih_l0.grad.numpy()}
+
+    return forward, forward_backward
+
+
+# name -> setup(problem, threads) returning the (forward, forward_backward) callables
+CONTENDERS = {"fastlstm": setup_fastlstm, "reference": setup_reference, "torch": setup_torch}
+
+
+def torch_version():
+    """torch's version if torch imports, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def check_close(actual, expected, dtype, label):
+    """Raise AssertionError unless each output in `expected` matches `actual` within TOLERANCES."""
+    for key, value in expected.items():
+        np.testing.assert_allclose(actual[key], value, **TOLERANCES[np.dtype(dtype).name],
+                                   err_msg=f"{label}: {key} differs from the reference's")
+
+
+def verify(calls, dtype):
+    """Check every contender's outputs against the reference's.
+
+    `calls` maps (contender name, pass) to the callable; the reference must be among them.
+    """
+    for pass_ in PASSES:
+        expected = calls["reference", pass_]()
+        for (name, other_pass), call in calls.items():
+            if other_pass == pass_ and name != "reference":
+                check_close(call(), expected, dtype, f"{name} {PASS_LABELS[pass_]}")
+
+
+# ---- timing ---------------------------------------------------------------------------------------
+
+
+def time_call(call, settle=SETTLE_SECONDS):
+    """Seconds that one call of `call` takes, timed after calling it untimed for `settle` seconds.
+
+    The untimed calls warm the caches and let the threads of whatever ran before go to sleep, so
+    that the timed call sees the steady state of a loop of `call` alone.
+    """
+    end = time.perf_counter() + settle
+    while time.perf_counter() < end:
+        call()
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def time_interleaved(calls, repeat, settle=SETTLE_SECONDS):
+    """Minimum time in ms of each callable in `calls` over `repeat` rounds, each round timing each.
+
+    Each timed call follows `settle` seconds of untimed calls of the same callable; see
+    :func:`time_call`.
+    """
+    seconds = {key: [] for key in calls}
+    for _ in range(repeat):
+        for key, call in calls.items():
+            seconds[key].append(time_call(call, settle))
+    return {key: 1e3 * min(values) for key, values in seconds.items()}
+
+
+def gemm_peak(dtype, size=GEMM_SIZE, repeat=GEMM_REPEAT):
+    """GFLOP/s of NumPy's matmul of two `size` x `size` matrices: 2 size^3 / the best time."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)  # warm-up
+    ms = time_interleaved({"gemm": lambda: np.matmul(a, b, out=out)}, repeat, settle=0)["gemm"]
+    return 2 * size**3 / ms / 1e6
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Limit NumPy's BLAS to `n` threads if threadpoolctl is importable; yield what was done.
+
+    Without threadpoolctl, the BLAS runs on as many threads as it chose itself.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield "its own thread count, usually all cores (threadpoolctl not installed)"
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield f"{n} threads, limited with threadpoolctl"
+
+
+def flops_forward(shape):
+    """FLOPs of the forward pass's matrix products: 2*T*B*(I+H)*4H."""
+    T, B, I, H = shape
+    return 2 * T * B * (I + H) * 4 * H
+
+
+# ---- the run --------------------------------------------------------------------------------------
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(threads, dtype, torch_note):
+    """The CPU, the library versions and fastlstm's build, as a dict."""
+    config = _config.config()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "dtype": dtype,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch_note,
+        "threadpoolctl": _package_version("threadpoolctl") or "not installed",
+        "fastlstm": fastlstm.__version__,
+        "simd": config["simd"],
+        "openmp": config["openmp"],
+        "openmp_version": config["openmp_version"],
+    }
+
+
+def bench_shape(shape, names, threads, dtype, repeat):
+    """Check, then time, the contenders `names` on one shape; return the shape's record."""
+    problem = make_problem(shape, dtype)
+    calls = {}
+    for name in names:
+        calls.update(zip([(name, p) for p in PASSES], CONTENDERS[name](problem, threads)))
+    verify(calls, dtype)
+    ms = time_interleaved(calls, repeat)
+    T, B, I, H = shape
+    flops = {"forward": flops_forward(shape), "forward_backward": 3 * flops_forward(shape)}
+    gflops = {p: flops[p] / ms["fastlstm", p] / 1e6 for p in PASSES}
+    return {
+        "T": T, "B": B, "I": I, "H": H,
+        "flops": flops,
+        "ms": {name: {p: ms[name, p] for p in PASSES} for name in names},
+        "speedup": {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES}
+                    for name in names if name != "fastlstm"},
+        "gflops": gflops,
+    }
+
+
+def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True):
+    """Benchmark every shape of `shapes`, logging progress to stderr.
+
+    Returns
+    -------
+    dict
+        ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops`` and
+        ``results``: one record per shape with the times in ms of every contender and pass.
+    """
+    version = torch_version() if use_torch else None
+    torch_note = version or ("not installed" if use_torch else "not used (--no-torch)")
+    names = ["fastlstm", "reference"] + (["torch"] if version else [])
+    with blas_threads(threads) as blas_note:
+        _log(f"measuring the GEMM peak ({GEMM_SIZE}x{GEMM_SIZE} {dtype}) ...")
+        peak = gemm_peak(dtype)
+        records = []
+        for k, shape in enumerate(shapes, 1):
+            _log(f"[{k}/{len(shapes)}] T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]} ...")
+            records.append(bench_shape(shape, names, threads, dtype, repeat))
+        _log("measuring the GEMM peak again ...")
+        peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
+    for record in records:
+        record["percent_of_peak"] = {p: 100 * record["gflops"][p] / peak for p in PASSES}
+    return {
+        "machine": machine_info(threads, dtype, torch_note),
+        "settings": {"repeat": repeat, "statistic": "min", "blas_threads": blas_note,
+                     "settle_seconds": SETTLE_SECONDS, "gemm_size": GEMM_SIZE,
+                     "gemm_repeat": GEMM_REPEAT},
+        "contenders": names,
+        "gemm_peak_gflops": peak,
+        "results": records,
+    }
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+
+def _shape_label(record):
+    return f"{record['T']},{record['B']},{record['I']},{record['H']}"
+
+
+def _format_table(columns, rows, gap=2):
+    """A text table of `rows` of cells under two header lines.
+
+    `columns` are (group, name) pairs: a group's title spans its run of columns. The first column is
+    left-aligned, the others right-aligned.
+    """
+    widths = [max(len(name), *(len(row[j]) for row in rows)) for j, (_, name) in enumerate(columns)]
+    spans = [(group, [j for j, _ in members])
+             for group, members in itertools.groupby(enumerate(columns), lambda c: c[1][0])]
+    for group, members in spans:
+        room = sum(widths[j] for j in members) + gap * (len(members) - 1)
+        for k, j in enumerate(members):  # share what the title lacks among the group's columns
+            widths[j] += max(0, len(group) - room + k) // len(members)
+
+    def line(cells):
+        aligned = [cell.ljust(w) if j == 0 else cell.rjust(w)
+                   for j, (cell, w) in enumerate(zip(cells, widths))]
+        return (" " * gap).join(aligned).rstrip()
+
+    group_line = (" " * gap).join(
+        group.ljust(sum(widths[j] for j in members) + gap * (len(members) - 1))
+        for group, members in spans)
+    return "\n".join([group_line.rstrip(), line([name for _, name in columns])]
+                     + [line(row) for row in rows])
+
+
+def _ms(name):
+    return lambda r, p: f"{r['ms'][name][p]:.3f}" if name in r["ms"] else "-"
+
+
+def _speedup(name):
+    return lambda r, p: f"{r['speedup'][name][p]:.2f}x" if name in r["speedup"] else "-"
+
+
+def _gflops(r, p):
+    return f"{r['gflops'][p]:.1f} ({r['percent_of_peak'][p]:.0f}%)"
+
+
+# the table's column groups: title -> format(record, pass) of the cell of each pass
+TABLE_GROUPS = {
+    "fastlstm ms": _ms("fastlstm"),
+    "reference ms": _ms("reference"),
+    "speed-up vs ref": _speedup("reference"),
+    "torch ms": _ms("torch"),
+    "speed-up vs torch": _speedup("torch"),
+    "fastlstm GFLOP/s (% of peak)": _gflops,
+}
+
+
+def format_report(report):
+    """The machine and GEMM peak header lines, then one table row per shape."""
+    m, s = report["machine"], report["settings"]
+    openmp = f"on (version {m['openmp_version']})" if m["openmp"] else "off (serial build)"
+    header = [
+        f"machine: {m['cpu']}, {m['cores']} cores; python {m['python']}, numpy {m['numpy']}, "
+        f"torch {m['torch']}",
+        f"fastlstm {m['fastlstm']}: SIMD {m['simd']}, OpenMP {openmp}; {m['threads']} threads; "
+        f"dtype {m['dtype']}",
+        f"GEMM peak: {report['gemm_peak_gflops']:.1f} GFLOP/s (NumPy matmul {s['gemm_size']}x"
+        f"{s['gemm_size']} {m['dtype']}, best of {s['gemm_repeat']} before and "
+        f"{s['gemm_repeat']} after the shapes)",
+        f"NumPy's BLAS (GEMM peak and reference) runs on {s['blas_threads']}",
+        f"times in ms: minimum of {s['repeat']} interleaved rounds, each timed call after "
+        f"{s['settle_seconds']} s of untimed ones; "
+        f"speed-up = contender's time / fastlstm's time",
+        "",
+    ]
+    columns = [("", "shape (T,B,I,H)")] + [(title, PASS_LABELS[p]) for title in TABLE_GROUPS
+                                           for p in PASSES]
+    rows = [[_shape_label(r)] + [cell(r, p) for cell in TABLE_GROUPS.values() for p in PASSES]
+            for r in report["results"]]
+    return "\n".join(header) + _format_table(columns, rows)
+
+
+def plot(report, path):
+    """Write a PNG of fastlstm's speed-up over each other contender per shape.
+
+    Returns
+    -------
+    bool
+        False, and nothing written, if matplotlib is not importable.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+    except ImportError:
+        return False
+    records = report["results"]
+    series = [(name, p) for name in report["contenders"] if name != "fastlstm" for p in PASSES]
+    x, width = np.arange(len(records)), 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(records) + 2), 4.5))
+    for k, (name, p) in enumerate(series):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, [r["speedup"][name][p] for r in records],
+               width, label=f"vs {name}, {PASS_LABELS[p]}")
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_xticks(x)
+    ax.set_xticklabels([_shape_label(r) for r in records], rotation=45, ha="right")
+    ax.set_xlabel("shape T,B,I,H")
+    ax.set_ylabel("speed-up of fastlstm")
+    m = report["machine"]
+    ax.set_title(f"fastlstm speed-up, {m['dtype']}, {m['threads']} threads ({m['cpu']})",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+def parse_shapes(text):
+    """Parse "T,B,I,H;T,B,I,H" into a list of distinct (T, B, I, H) tuples of positive ints."""
+    try:
+        shapes = [tuple(map(int, item.split(","))) for item in text.split(";") if item.strip()]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(shape) != 4 or min(shape) < 1 for shape in shapes):
+        raise argparse.ArgumentTypeError(
+            f"expected 'T,B,I,H;T,B,I,H;...' with four positive integers per shape, got {text!r}")
+    return list(dict.fromkeys(shapes))
+
+
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def add_arguments(parser):
+    """Add the options of ``python -m fastlstm bench`` to an argparse parser."""
+    parser.add_argument("--quick", action="store_true", help="the small grid of shapes")
+    parser.add_argument("--shapes", type=parse_shapes, metavar="T,B,I,H;...",
+                        help="a custom grid of shapes (overrides --quick)")
+    parser.add_argument("--threads", type=_positive_int, default=fastlstm.get_num_threads(),
+                        metavar="N", help="threads of fastlstm and torch (default: %(default)s)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
+                        help="timed rounds; the minimum is kept (default: %(default)s)")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch.nn.LSTM out")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also write a PNG of the speed-ups (needs matplotlib)")
+
+
+def cli(args):
+    """Run the benchmark that the parsed `args` describe, print the table and write the files."""
+    shapes = args.shapes or (QUICK if args.quick else FULL)
+    report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        _log(f"wrote {args.json}")
+    if args.plot:
+        if plot(report, args.plot):
+            _log(f"wrote {args.plot}")
+        else:
+            _log(f"note: --plot needs matplotlib (pip install matplotlib); {args.plot} not written")

@@ -1,0 +1,58 @@
+"""``python -m fastlstm bench`` and ``python -m fastlstm config`` end to end, on tiny shapes."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastlstm.__main__ import main
+
+
+
+def fastlstm_cli(*args):
+    """Run ``python -m fastlstm ARGS`` in a fresh interpreter; return the completed process."""
+    return subprocess.run([sys.executable, "-m", "fastlstm", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dtype, shapes", [
+    ("float32", [(3, 2, 4, 5), (1, 1, 3, 2)]),
+    ("float64", [(3, 2, 4, 5)]),
+], ids=["float32", "float64"])
+def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
+    out = tmp_path / "bench.json"
+    done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
+                        "--repeat", "1", "--dtype", dtype, "--json", str(out), "--no-torch")
+    assert done.returncode == 0, done.stderr
+    assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
+    for k, (T, B, I, H) in enumerate(shapes, 1):
+        assert f"\n{T},{B},{I},{H} " in done.stdout
+        assert f"[{k}/{len(shapes)}] T={T} B={B} I={I} H={H}" in done.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["dtype"] == dtype
+    assert report["gemm_peak_gflops"] > 0
+    assert [(r["T"], r["B"], r["I"], r["H"]) for r in report["results"]] == shapes
+    for record in report["results"]:
+        times = [ms for passes in record["ms"].values() for ms in passes.values()]
+        assert sorted(record["ms"]) == ["fastlstm", "reference"] and len(times) == 4
+        assert all(ms > 0 for ms in times)
+
+
+def test_bench_rejects_bad_shapes():
+    done = fastlstm_cli("bench", "--shapes", "3,2,4")
+    assert done.returncode != 0 and done.stdout == ""
+    assert "--shapes" in done.stderr and "T,B,I,H" in done.stderr and "'3,2,4'" in done.stderr
+
+
+@pytest.mark.parametrize("shapes", ["3,2,a,5", "3,2,0,5", ";", "1,1,1,1;2,2"])
+def test_bench_names_the_bad_shapes(capsys, shapes):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--shapes", shapes])
+    assert exit_.value.code != 0
+    assert "argument --shapes: expected 'T,B,I,H;" in capsys.readouterr().err
+
+
+def test_config_prints_openmp():
+    done = fastlstm_cli("config")
+    assert done.returncode == 0, done.stderr
+    assert "openmp" in done.stdout
