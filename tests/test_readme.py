@@ -26,3 +26,15 @@ def test_readme_example_is_a_drop_in():
     reference = run("from fastlstm import reference as lstm")
     assert np.isfinite(fast)
     np.testing.assert_allclose(fast, reference, rtol=1e-9)
+
+
+def test_drop_in_example_script():
+    import subprocess
+    import sys
+
+    script = README.parent / "examples" / "drop_in.py"
+    done = subprocess.run([sys.executable, str(script), "--steps", "5"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    gap = float(done.stdout.split("largest loss difference ")[1].split(";")[0])
+    assert gap < 1e-10
