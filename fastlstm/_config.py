@@ -73,15 +73,23 @@ def num_threads(n):
 
 
 def simd_level():
-    """The SIMD level in use: a `use_simd` override, else ``FASTLSTM_SIMD``, else the CPU's best."""
+    """The SIMD level in use: a `use_simd` override, else ``FASTLSTM_SIMD``, else the CPU's best.
+
+    ``FASTLSTM_SIMD`` naming a level above the CPU's best selects the best; an unknown name is a
+    ValueError.
+    """
     override = getattr(_local, "simd", None)
     if override is not None:
         return override
-    name = os.environ.get("FASTLSTM_SIMD", "").strip().lower()
     best = _core.simd_max()
-    if name in _SIMD_LEVELS and _SIMD_LEVELS[name] <= best:
-        return _SIMD_LEVELS[name]
-    return best
+    name = os.environ.get("FASTLSTM_SIMD", "").strip().lower()
+    if not name:
+        return best
+    if name not in _SIMD_LEVELS:
+        raise ValueError(
+            f"FASTLSTM_SIMD: expected one of {list(_SIMD_LEVELS)}, got {name!r}"
+        )
+    return min(_SIMD_LEVELS[name], best)
 
 
 def available_simd():

@@ -128,3 +128,11 @@ def test_thread_count_errors(bad):
     with pytest.raises(ValueError, match="num_threads: expected an int >= 1"):
         with fastlstm.num_threads(bad):
             pass
+
+
+def test_unknown_simd_level_in_environment(monkeypatch):
+    monkeypatch.setenv("FASTLSTM_SIMD", "avx9000")
+    with pytest.raises(ValueError, match=r"FASTLSTM_SIMD: expected one of \['portable', 'avx2', 'avx512'\], got 'avx9000'"):
+        lstm_call(fastlstm)
+    monkeypatch.setenv("FASTLSTM_SIMD", "portable")
+    lstm_call(fastlstm)  # a known level works

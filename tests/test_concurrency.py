@@ -1,0 +1,153 @@
+"""Python threads, processes and memory: concurrent calls never share workspaces, the GIL is
+released in the kernels, repeated calls do not grow memory, impossible sizes raise, and
+multiprocessing works."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import make_problem
+
+import fastlstm
+
+ARGS = ("xs", "h0", "c0", "W", "U", "b")
+
+
+def lstm_round(p, threads=2):
+    with fastlstm.num_threads(threads):
+        hs, h_T, c_T, cache = fastlstm.lstm_forward(*[p[k] for k in ARGS])
+        return [hs, h_T, c_T, *fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)]
+
+
+def test_many_python_threads_at_once(rng):
+    """Eight Python threads run forward and backward on different problems of different shapes at
+    the same time; every result equals the one computed alone (bitwise: results do not depend on
+    threads, so any sharing of workspaces would show)."""
+    problems = [make_problem(rng, 6 + k, 1 + k % 4, 9 + 3 * k, 17 + 5 * k, dtype=np.float32 if k % 2 else np.float64)
+                for k in range(8)]
+    expected = [lstm_round(p, threads=1) for p in problems]
+    failures = []
+    start = threading.Barrier(len(problems))
+
+    def worker(k):
+        start.wait()
+        for _ in range(15):
+            for got, want in zip(lstm_round(problems[k]), expected[k]):
+                if not np.array_equal(got, want):
+                    failures.append(k)
+                    return
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(len(problems))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+
+
+def test_kernels_release_the_gil(rng):
+    """While one Python thread is inside a long C call, another keeps running Python code."""
+    p = make_problem(rng, 200, 64, 256, 256, dtype=np.float32)
+    ticks, done = [], threading.Event()
+
+    def call():
+        with fastlstm.num_threads(1):
+            for _ in range(3):
+                fastlstm.lstm_forward(*[p[k] for k in ARGS])
+        done.set()
+
+    worker = threading.Thread(target=call)
+    begin = time.perf_counter()
+    worker.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    worker.join()
+    elapsed = time.perf_counter() - begin
+    # with the GIL held for the whole call, the loop would tick about once per call (3 times)
+    assert elapsed > 0.02 and len(ticks) > 10, (elapsed, len(ticks))
+
+
+def test_no_memory_growth_over_many_calls(rng):
+    p = make_problem(rng, 5, 3, 8, 16, dtype=np.float32)
+    q = make_problem(rng, 5, 3, 8, 16, gates=1)
+
+    def burst(n):
+        for _ in range(n):
+            lstm_round(p)
+            _, _, cache = fastlstm.rnn_forward(q["xs"], q["h0"], q["W"], q["U"], q["b"])
+            fastlstm.rnn_backward(q["dhs"], q["dh_T"], cache)
+
+    burst(200)  # warm up caches of NumPy and Python
+    tracemalloc.start()
+    rss_before = _rss_bytes()
+    burst(3000)
+    traced, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    growth = _rss_bytes() - rss_before
+    assert traced < 1 << 20, traced
+    assert growth < 16 << 20, growth
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize("what", ["xs", "U"])
+def test_impossible_sizes_raise(what):
+    """Broadcast views whose contiguous copy would need terabytes raise MemoryError, no crash."""
+    T, B, I, H = 4, 2, 3, 5
+    args = dict(xs=np.zeros((T, B, I), np.float32), h0=None, c0=None,
+                W=np.zeros((I, 4 * H), np.float32), U=np.zeros((H, 4 * H), np.float32),
+                b=np.zeros(4 * H, np.float32))
+    if what == "xs":
+        args["xs"] = np.broadcast_to(np.float32(0), (10**6, 10**6, I))
+    else:
+        big = 10**6
+        args.update(U=np.broadcast_to(np.float32(0), (big, 4 * big)),
+                    W=np.zeros((I, 4 * big), np.float32), b=np.zeros(4 * big, np.float32))
+    with pytest.raises(MemoryError):
+        fastlstm.lstm_forward(*args.values())
+
+
+def _child_result(_):
+    rng = np.random.default_rng(1)
+    p = make_problem(rng, 5, 3, 4, 6)
+    return lstm_round(p)[0].sum()
+
+
+def test_multiprocessing_spawn(rng):
+    lstm_round(make_problem(rng, 5, 3, 4, 6))  # the parent has used OpenMP already
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_child_result, range(2))
+    assert results[0] == results[1] == _child_result(0)
+
+
+def test_fork_after_use():
+    """libgomp and fork(): a child that only uses one thread is always safe; this records what a
+    child with several threads does here (the README documents the rule)."""
+    code = textwrap.dedent("""
+        import os, numpy as np, fastlstm
+        x = np.ones((20, 4, 8)); W = np.full((8, 64), 0.1); U = np.full((16, 64), 0.1); b = np.zeros(64)
+        with fastlstm.num_threads(2):
+            fastlstm.lstm_forward(x, None, None, W, U, b)
+        pid = os.fork()
+        if pid == 0:
+            with fastlstm.num_threads(1):
+                fastlstm.lstm_forward(x, None, None, W, U, b)
+            with fastlstm.num_threads(2):
+                fastlstm.lstm_forward(x, None, None, W, U, b)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout
