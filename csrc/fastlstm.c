@@ -42,6 +42,15 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
     return step_flops < 65536.0 ? 1 : num_threads;
 }
 
+/* a * b, setting *overflow when it does not fit in size_t. */
+static inline size_t checked_product(size_t a, size_t b, int *overflow)
+{
+    size_t product;
+    if (__builtin_mul_overflow(a, b, &product))
+        *overflow = 1;
+    return product;
+}
+
 #define FL_UNIT_CHUNK 64 /* hidden units per work item of the per-unit loops */
 
 /* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds

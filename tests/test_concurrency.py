@@ -151,3 +151,19 @@ def test_fork_after_use():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "child exit 0" in done.stdout
+
+
+def test_huge_sequence_of_empty_steps_returns_at_once():
+    """With B = 0 every array is empty whatever T is: no time loop may run T times."""
+    code = textwrap.dedent("""
+        import numpy as np, fastlstm
+        xs = np.zeros((10**12, 0, 3))
+        hs, h, c, cache = fastlstm.lstm_forward(xs, None, None, np.ones((3, 8)), np.ones((2, 8)), np.ones(8))
+        dxs, dh0, dc0, dW, dU, db = fastlstm.lstm_backward(None, None, None, cache)
+        assert hs.shape == (10**12, 0, 2) and not dW.any() and not db.any()
+        hs, h, cache = fastlstm.rnn_forward(xs, None, np.ones((3, 2)), np.ones((2, 2)), np.ones(2))
+        fastlstm.rnn_backward(None, None, cache)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
