@@ -51,6 +51,11 @@ static inline size_t checked_product(size_t a, size_t b, int *overflow)
     return product;
 }
 
+static inline size_t larger(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
 #define FL_UNIT_CHUNK 64 /* hidden units per work item of the per-unit loops */
 
 /* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds
