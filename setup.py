@@ -2,7 +2,8 @@
 
 OpenMP is probed by compiling a tiny program; without it (or with FASTLSTM_OPENMP=0) the same source
 builds serially, with a warning. FASTLSTM_NATIVE=1 adds -march=native (the default build runs on any
-x86-64 and picks its SIMD kernels at run time).
+x86-64 and picks its SIMD kernels at run time). FASTLSTM_SANITIZE=1 adds AddressSanitizer and
+UndefinedBehaviorSanitizer, for .ci/sanitize.
 """
 import os
 import pathlib
@@ -14,6 +15,11 @@ from setuptools.command.build_ext import build_ext
 
 HERE = pathlib.Path(__file__).parent
 BASE_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-unused-function"]
+# -fno-wrapv undoes the -fwrapv in Python's own CFLAGS, which makes signed overflow defined and so
+# hides it from UBSan.
+SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow",
+                  "-fno-sanitize-recover=undefined,float-cast-overflow", "-fno-omit-frame-pointer",
+                  "-g", "-fno-wrapv"]
 
 
 def openmp_works(compiler):
@@ -35,6 +41,8 @@ class BuildExt(build_ext):
         flags = list(BASE_FLAGS)
         if os.environ.get("FASTLSTM_NATIVE") == "1":
             flags.append("-march=native")
+        if os.environ.get("FASTLSTM_SANITIZE") == "1":
+            flags += SANITIZE_FLAGS
         if os.environ.get("FASTLSTM_OPENMP") == "0":
             reason = "serial build: FASTLSTM_OPENMP=0"
         elif openmp_works(self.compiler):
@@ -46,7 +54,7 @@ class BuildExt(build_ext):
             warnings.warn(f"fastlstm: {reason}; the kernels will run on one thread")
         for ext in self.extensions:
             ext.extra_compile_args = flags
-            ext.extra_link_args = ["-fopenmp"] if "-fopenmp" in flags else []
+            ext.extra_link_args = [f for f in flags if f.startswith(("-fopenmp", "-fsanitize="))]
         (HERE / "fastlstm" / "_build_info.py").write_text(
             f"CFLAGS = {' '.join(flags)!r}\nOPENMP_REASON = {reason!r}\n"
         )
