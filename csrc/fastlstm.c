@@ -84,15 +84,6 @@ int fl_openmp_version(void)
 #endif
 }
 
-int fl_omp_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 const char *fl_compiler(void)
 {
 #ifdef __VERSION__

@@ -47,7 +47,6 @@ enum fl_simd {
 int fl_simd_max(void);                /* the best level this CPU runs */
 const char *fl_simd_name(int simd);   /* "portable", "avx2", "avx512" */
 int fl_openmp_version(void);          /* _OPENMP (yyyymm), or 0 in a serial build */
-int fl_omp_max_threads(void);         /* omp_get_max_threads(), or 1 in a serial build */
 const char *fl_compiler(void);        /* the compiler's version string */
 
 /* ---- workspaces -------------------------------------------------------------------------------- */

@@ -11,7 +11,6 @@ cdef extern from "fastlstm.h" nogil:
     int fl_simd_max()
     const char *fl_simd_name(int simd)
     int fl_openmp_version()
-    int fl_omp_max_threads()
     const char *fl_compiler()
     size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                      int num_threads, int simd, int elsize)
@@ -77,10 +76,6 @@ def simd_name(int simd):
 def openmp_version():
     """_OPENMP of the build (yyyymm), 0 for a serial build."""
     return fl_openmp_version()
-
-
-def omp_max_threads():
-    return fl_omp_max_threads()
 
 
 def compiler():
