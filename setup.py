@@ -10,6 +10,7 @@ import pathlib
 import tempfile
 import warnings
 
+import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -64,7 +65,8 @@ class BuildExt(build_ext):
 core = Extension(
     "fastlstm._core",
     sources=["fastlstm/_core.pyx", "csrc/fastlstm.c"],
-    include_dirs=["csrc"],
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=[str(p) for p in pathlib.Path("csrc").glob("*")],
 )
 

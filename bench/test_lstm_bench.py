@@ -1,4 +1,5 @@
-"""fastlstm, its NumPy reference and torch.nn.LSTM under pytest-benchmark, grouped by shape, pass.
+"""fastlstm, its NumPy reference and torch.nn.LSTM under pytest-benchmark, grouped by shape, pass;
+then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell).
 
     pytest bench/ [--benchmark-min-rounds=3] [--bench-dtype=float64]
 
@@ -14,18 +15,32 @@ def _shape_id(shape):
     return "T{}-B{}-I{}-H{}".format(*shape)
 
 
+# (table, shape): the whole-sequence passes, then the step loops of the cell
+CASES = [(bench.CONTENDERS, shape) for shape in bench.QUICK] + [
+    (bench.CELL_CONTENDERS, shape) for shape in bench.CELLS]
+
+
+def _case_id(case):
+    table, shape = case
+    return ("" if table is bench.CONTENDERS else "cell-loop-") + _shape_id(shape)
+
+
 @pytest.mark.parametrize("pass_", bench.PASSES)
 @pytest.mark.parametrize("contender", list(bench.CONTENDERS))
-@pytest.mark.parametrize("shape", bench.QUICK, ids=_shape_id)
-def test_lstm(benchmark, cases, dtype, threads, shape, contender, pass_):
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_lstm(benchmark, cases, dtype, threads, case, contender, pass_):
+    """A whole-sequence pass, or a user's loop of T cell calls (whose results are those of the
+    whole-sequence reference)."""
     if contender == "torch":
         pytest.importorskip("torch")
+    table, shape = case
     problem, expected = cases(shape)
-    call = dict(zip(bench.PASSES, bench.CONTENDERS[contender](problem, threads)))[pass_]
+    call = dict(zip(bench.PASSES, table[contender](problem, threads)))[pass_]
     T, B, I, H = shape
-    benchmark.group = f"T={T} B={B} I={I} H={H} {pass_}"
+    kind = "" if table is bench.CONTENDERS else "cell loop "
+    benchmark.group = f"{kind}T={T} B={B} I={I} H={H} {pass_}"
     flops = bench.flops_forward(shape) * (1 if pass_ == "forward" else 3)
     benchmark.extra_info["gflop"] = flops / 1e9
     bench.time_call(call)  # settle: outlast the threads that the previous benchmark left spinning
     result = benchmark(call)
-    bench.check_close(result, expected[pass_], dtype, f"{contender} {pass_}")
+    bench.check_close(result, expected[pass_], dtype, f"{kind}{contender} {pass_}")

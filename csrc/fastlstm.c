@@ -1,6 +1,6 @@
 /* fastlstm.c - the C layer of fastlstm, one translation unit read top to bottom:
- * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM and RNN passes,
- * each type-generic body instantiated once for float and once for double.
+ * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM and RNN passes
+ * and cells, each type-generic body instantiated once for float and once for double.
  *
  * It does not allocate, print, read the environment or keep state between calls: the caller passes
  * sizes, a thread count, a SIMD level and a workspace (fastlstm.h is the contract).
@@ -43,6 +43,20 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
     const double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
     return step_flops < 524288.0 ? 1 : num_threads;
 }
+
+/* Runs the statement `call` on a team of `threads` threads, or on the calling thread alone, outside
+ * any parallel region, when that is one: even a one-thread region allocates a team and wakes a futex,
+ * a cost a cell step, called once per time step, would pay every time. The orphaned `omp for` loops
+ * inside `call` then run whole on the caller. */
+#define FL_ON_TEAM(threads, call)                                                                  \
+    do {                                                                                           \
+        const int fl_team = (threads);                                                             \
+        if (fl_team == 1) {                                                                        \
+            call;                                                                                  \
+        } else {                                                                                   \
+            _Pragma("omp parallel num_threads(fl_team)") call;                                     \
+        }                                                                                          \
+    } while (0)
 
 /* a * b, setting *overflow when it does not fit in size_t. */
 static inline size_t checked_product(size_t a, size_t b, int *overflow)
@@ -140,6 +154,8 @@ const char *fl_simd_name(int simd)
 enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr below, for the scratch tile at matrix edges */
+#define FL_NR_MAX 128        /* the largest nr below, for the leftover columns of in-place products */
+#define FL_ALIGN_MIN_K 16    /* terms from which in-place products align their tiles to B */
 
 #define REAL float
 #define UK_SPEC (ukernel_f32_portable_wide, , 16, 6, 2)
@@ -210,26 +226,27 @@ enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 #include "gemm.inc"
 #include "activations.inc"
 static const struct FN(kernel) FN(kernel_table)[3][3] = {
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
 #if FL_X86
-    {{6, 16, 96, 256, 2048, ukernel_f32_avx2_wide},
-     {4, 24, 144, 256, 2040, ukernel_f32_avx2_narrow},
-     {1, 64, 64, 256, 2048, ukernel_f32_avx2_row}},
-    {{12, 32, 144, 256, 3072, ukernel_f32_avx512_wide},
-     {4, 64, 144, 256, 3072, ukernel_f32_avx512_narrow},
-     {1, 128, 64, 256, 3072, ukernel_f32_avx512_row}},
+    {{6, 16, 96, 256, 2048, ukernel_f32_avx2_wide, ukernel_f32_avx2_wide_strided},
+     {4, 24, 144, 256, 2040, ukernel_f32_avx2_narrow, ukernel_f32_avx2_narrow_strided},
+     {1, 64, 64, 256, 2048, ukernel_f32_avx2_row, ukernel_f32_avx2_row_strided}},
+    {{12, 32, 144, 256, 3072, ukernel_f32_avx512_wide, ukernel_f32_avx512_wide_strided},
+     {4, 64, 144, 256, 3072, ukernel_f32_avx512_narrow, ukernel_f32_avx512_narrow_strided},
+     {1, 128, 64, 256, 3072, ukernel_f32_avx512_row, ukernel_f32_avx512_row_strided}},
 #else
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row}},
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
+     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
+     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
 #endif
 };
 #include "recurrent.inc"
+#include "cell.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT
@@ -256,26 +273,27 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 #include "gemm.inc"
 #include "activations.inc"
 static const struct FN(kernel) FN(kernel_table)[3][3] = {
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
 #if FL_X86
-    {{6, 8, 96, 256, 1024, ukernel_f64_avx2_wide},
-     {4, 12, 144, 256, 1020, ukernel_f64_avx2_narrow},
-     {1, 32, 64, 256, 1024, ukernel_f64_avx2_row}},
-    {{12, 16, 144, 256, 1536, ukernel_f64_avx512_wide},
-     {4, 32, 144, 256, 1536, ukernel_f64_avx512_narrow},
-     {1, 64, 64, 256, 1536, ukernel_f64_avx512_row}},
+    {{6, 8, 96, 256, 1024, ukernel_f64_avx2_wide, ukernel_f64_avx2_wide_strided},
+     {4, 12, 144, 256, 1020, ukernel_f64_avx2_narrow, ukernel_f64_avx2_narrow_strided},
+     {1, 32, 64, 256, 1024, ukernel_f64_avx2_row, ukernel_f64_avx2_row_strided}},
+    {{12, 16, 144, 256, 1536, ukernel_f64_avx512_wide, ukernel_f64_avx512_wide_strided},
+     {4, 32, 144, 256, 1536, ukernel_f64_avx512_narrow, ukernel_f64_avx512_narrow_strided},
+     {1, 64, 64, 256, 1536, ukernel_f64_avx512_row, ukernel_f64_avx512_row_strided}},
 #else
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row}},
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
+     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
+     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
 #endif
 };
 #include "recurrent.inc"
+#include "cell.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT

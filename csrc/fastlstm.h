@@ -101,6 +101,44 @@ FL_DECLARE_PASSES(double, f64)
 
 #undef FL_DECLARE_PASSES
 
+/* ---- cells: one step, for callers that loop over time themselves ----------------------------------
+ * The same maths as a one-step pass, made cheap to call: no workspace, the weights read in place
+ * (never packed or cached, so changes to them between calls are always seen), and small steps run on
+ * the calling thread. h_prev and c_prev are required (pass zeros); dh and dc may be NULL (zeros).
+ * dz is scratch the caller provides: the step's pre-activation gradients. */
+
+#define FL_DECLARE_CELLS(real, suffix)                                                               \
+    /* forward: h, c (B, H) and gates (B, 4H) out; x (B, I); h_prev, c_prev (B, H);            */  \
+    /*          W (I, 4H); U (H, 4H); b (4H,) in                                                */  \
+    int fl_lstm_cell_forward_##suffix(real *h, real *c, real *gates, const real *x,                  \
+                                      const real *h_prev, const real *c_prev, const real *W,         \
+                                      const real *U, const real *b, ptrdiff_t B, ptrdiff_t I,        \
+                                      ptrdiff_t H, int num_threads, int simd);                       \
+    /* backward: dx (B, I), dh_prev, dc_prev (B, H), dW (I, 4H), dU (H, 4H), db (4H,) out;      */  \
+    /*           dz (B, 4H) scratch; dh, dc (B, H) in; x, h_prev, c_prev, c, gates as the       */  \
+    /*           forward used and gave them; W, U                                               */  \
+    int fl_lstm_cell_backward_##suffix(real *dx, real *dh_prev, real *dc_prev, real *dW, real *dU,   \
+                                       real *db, real *dz, const real *dh, const real *dc,           \
+                                       const real *x, const real *h_prev, const real *c_prev,        \
+                                       const real *c, const real *gates, const real *W,              \
+                                       const real *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,         \
+                                       int num_threads, int simd);                                   \
+    /* forward: h (B, H) out; x (B, I); h_prev (B, H); W (I, H); U (H, H); b (H,) in            */  \
+    int fl_rnn_cell_forward_##suffix(real *h, const real *x, const real *h_prev, const real *W,      \
+                                     const real *U, const real *b, ptrdiff_t B, ptrdiff_t I,         \
+                                     ptrdiff_t H, int num_threads, int simd);                        \
+    /* backward: dx (B, I), dh_prev (B, H), dW (I, H), dU (H, H), db (H,) out; dz (B, H)        */  \
+    /*           scratch; dh (B, H) in; x, h_prev, h as the forward used and gave them; W, U    */  \
+    int fl_rnn_cell_backward_##suffix(real *dx, real *dh_prev, real *dW, real *dU, real *db,         \
+                                      real *dz, const real *dh, const real *x, const real *h_prev,   \
+                                      const real *h, const real *W, const real *U, ptrdiff_t B,      \
+                                      ptrdiff_t I, ptrdiff_t H, int num_threads, int simd);
+
+FL_DECLARE_CELLS(float, f32)
+FL_DECLARE_CELLS(double, f64)
+
+#undef FL_DECLARE_CELLS
+
 #ifdef __cplusplus
 }
 #endif

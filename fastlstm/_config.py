@@ -7,11 +7,28 @@ from . import _core
 
 _SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
 _state = {"threads": None}  # set_num_threads(); None means the default
-_local = threading.local()  # num_threads() and use_simd() overrides, per Python thread
+_environment = {}  # the defaults from the environment and the CPU, read once on first use
+
+
+class _Overrides(threading.local):
+    """num_threads() and use_simd() settings of one Python thread (None: not set)."""
+
+    threads = None
+    simd = None
+
+
+_local = _Overrides()
 
 
 def _default_num_threads():
-    """OMP_NUM_THREADS (its first entry) if set, else the cores this process may run on."""
+    """OMP_NUM_THREADS (its first entry) if set, else the cores this process may run on (read once,
+    as the OpenMP runtime reads its environment once)."""
+    if "threads" not in _environment:
+        _environment["threads"] = _read_num_threads()
+    return _environment["threads"]
+
+
+def _read_num_threads():
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -30,10 +47,7 @@ def get_num_threads():
         The innermost :func:`num_threads` setting of this Python thread, else the value given to
         :func:`set_num_threads`, else ``OMP_NUM_THREADS``, else the number of usable cores.
     """
-    override = getattr(_local, "threads", None)
-    if override is not None:
-        return override
-    return _state["threads"] or _default_num_threads()
+    return _local.threads or _state["threads"] or _default_num_threads()
 
 
 def _check_count(n):
@@ -64,7 +78,7 @@ def num_threads(n):
     ...     fastlstm.get_num_threads()
     1
     """
-    previous = getattr(_local, "threads", None)
+    previous = _local.threads
     _local.threads = _check_count(n)
     try:
         yield
@@ -75,12 +89,17 @@ def num_threads(n):
 def simd_level():
     """The SIMD level in use: a `use_simd` override, else ``FASTLSTM_SIMD``, else the CPU's best.
 
-    ``FASTLSTM_SIMD`` naming a level above the CPU's best selects the best; an unknown name is a
-    ValueError.
+    ``FASTLSTM_SIMD`` is read once, when the kernels are first used. Naming a level above the CPU's
+    best selects the best; an unknown name is a ValueError.
     """
-    override = getattr(_local, "simd", None)
-    if override is not None:
-        return override
+    if _local.simd is not None:
+        return _local.simd
+    if "simd" not in _environment:
+        _environment["simd"] = _read_simd_level()
+    return _environment["simd"]
+
+
+def _read_simd_level():
     best = _core.simd_max()
     name = os.environ.get("FASTLSTM_SIMD", "").strip().lower()
     if not name:
@@ -102,7 +121,7 @@ def use_simd(name):
     """Run the kernels of SIMD level `name` ("portable", "avx2", "avx512") inside a ``with`` block."""
     if name not in available_simd():
         raise ValueError(f"simd: expected one of {available_simd()}, got {name!r}")
-    previous = getattr(_local, "simd", None)
+    previous = _local.simd
     _local.simd = _SIMD_LEVELS[name]
     try:
         yield
@@ -111,7 +130,7 @@ def use_simd(name):
 
 
 def kernel_args():
-    """(num_threads, simd) as the C kernels take them."""
+    """(num_threads, simd) as the C kernels take them. Every kernel call asks, so it is kept cheap."""
     return get_num_threads(), simd_level()
 
 

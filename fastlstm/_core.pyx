@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The wall between Python and csrc/: checks that the arrays it is handed fit together, allocates the
 workspace, releases the GIL and calls C. Callers (fastlstm/_functions.py) convert dtypes and
-contiguity and allocate the outputs; the float and double paths come from one fused source."""
+contiguity and allocate the outputs of the sequence passes; the float and double paths come from one
+fused source. The cells, called once per time step, take a faster road (see their section)."""
 from libc.stddef cimport ptrdiff_t
 
 import numpy as np
@@ -56,6 +57,47 @@ cdef extern from "fastlstm.h" nogil:
                             const double *xs, const double *W, const double *U, ptrdiff_t T,
                             ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads, int simd,
                             void *workspace)
+
+    int fl_lstm_cell_forward_f32(float *h, float *c, float *gates, const float *x,
+                                 const float *h_prev, const float *c_prev, const float *W,
+                                 const float *U, const float *b, ptrdiff_t B, ptrdiff_t I,
+                                 ptrdiff_t H, int num_threads, int simd)
+    int fl_lstm_cell_forward_f64(double *h, double *c, double *gates, const double *x,
+                                 const double *h_prev, const double *c_prev, const double *W,
+                                 const double *U, const double *b, ptrdiff_t B, ptrdiff_t I,
+                                 ptrdiff_t H, int num_threads, int simd)
+    int fl_lstm_cell_backward_f32(float *dx, float *dh_prev, float *dc_prev, float *dW, float *dU,
+                                  float *db, float *dz, const float *dh, const float *dc,
+                                  const float *x, const float *h_prev, const float *c_prev,
+                                  const float *c, const float *gates, const float *W,
+                                  const float *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                  int num_threads, int simd)
+    int fl_lstm_cell_backward_f64(double *dx, double *dh_prev, double *dc_prev, double *dW,
+                                  double *dU, double *db, double *dz, const double *dh,
+                                  const double *dc, const double *x, const double *h_prev,
+                                  const double *c_prev, const double *c, const double *gates,
+                                  const double *W, const double *U, ptrdiff_t B, ptrdiff_t I,
+                                  ptrdiff_t H, int num_threads, int simd)
+    int fl_rnn_cell_forward_f32(float *h, const float *x, const float *h_prev, const float *W,
+                                const float *U, const float *b, ptrdiff_t B, ptrdiff_t I,
+                                ptrdiff_t H, int num_threads, int simd)
+    int fl_rnn_cell_forward_f64(double *h, const double *x, const double *h_prev, const double *W,
+                                const double *U, const double *b, ptrdiff_t B, ptrdiff_t I,
+                                ptrdiff_t H, int num_threads, int simd)
+    int fl_rnn_cell_backward_f32(float *dx, float *dh_prev, float *dW, float *dU, float *db,
+                                 float *dz, const float *dh, const float *x, const float *h_prev,
+                                 const float *h, const float *W, const float *U, ptrdiff_t B,
+                                 ptrdiff_t I, ptrdiff_t H, int num_threads, int simd)
+    int fl_rnn_cell_backward_f64(double *dx, double *dh_prev, double *dW, double *dU, double *db,
+                                 double *dz, const double *dh, const double *x,
+                                 const double *h_prev, const double *h, const double *W,
+                                 const double *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd)
+
+# After fastlstm.h: NumPy's headers bring <complex.h>, whose macro I would clash with its argument names.
+cimport numpy as cnp
+
+cnp.import_array()
 
 ctypedef fused real:
     float
@@ -248,3 +290,223 @@ def rnn_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dW, real[:,
                                          &hs_ext[0, 0, 0], dhsp, dh_Tp, &xs[0, 0, 0], &W[0, 0],
                                          &U[0, 0], T, B, I, H, num_threads, simd, &work[0])
     _raise_for(status)
+
+
+# ---- cells ----------------------------------------------------------------------------------------
+# A user's step loop calls these once per step, so what counts is the cost of a call. They check and
+# allocate through NumPy's C API (tens of nanoseconds an array), not typed memoryviews (about a
+# microsecond for each of a cell's nine arrays). They take the user's arguments as given and return
+# None, touching nothing, unless every array already fits: an ndarray, aligned, C-contiguous, native
+# byte order, all of one float dtype, shapes that match. The caller then validates and converts them
+# (raising the reference's errors) and calls again.
+
+cdef int _float_type(object a):
+    """NPY_FLOAT32 or NPY_FLOAT64 for a 2-d ndarray of that dtype, else -1."""
+    if type(a) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+        return -1
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    return typenum if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64 else -1
+
+
+cdef int _cell_sizes(object x, object U, ptrdiff_t *B, ptrdiff_t *I, ptrdiff_t *H):
+    """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d arrays of it, else -1;
+    sets B, I to x's shape and H to U's rows."""
+    cdef int typenum = _float_type(x)
+    if typenum < 0 or _float_type(U) != typenum:
+        return -1
+    B[0], I[0] = cnp.PyArray_DIM(<cnp.ndarray>x, 0), cnp.PyArray_DIM(<cnp.ndarray>x, 1)
+    H[0] = cnp.PyArray_DIM(<cnp.ndarray>U, 0)
+    return typenum
+
+
+cdef bint _fits(object a, int typenum, ptrdiff_t rows, ptrdiff_t cols):
+    """Whether `a` is a well-behaved C-contiguous ndarray of `typenum` and shape (rows, cols), or
+    (rows,) when cols < 0."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray array = <cnp.ndarray>a
+    if (cnp.PyArray_TYPE(array) != typenum or not cnp.PyArray_ISCARRAY_RO(array)
+            or not cnp.PyArray_ISNOTSWAPPED(array)):
+        return False
+    if cols < 0:
+        return cnp.PyArray_NDIM(array) == 1 and cnp.PyArray_DIM(array, 0) == rows
+    return (cnp.PyArray_NDIM(array) == 2 and cnp.PyArray_DIM(array, 0) == rows
+            and cnp.PyArray_DIM(array, 1) == cols)
+
+
+cdef _need(bint fits, str name):
+    if not fits:
+        raise ValueError(f"{name}: not the array the matching forward saved")
+
+
+cdef inline void *_data(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline const void *_data_or_null(object a):
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef cnp.ndarray _empty(ptrdiff_t rows, ptrdiff_t cols, int typenum):
+    """A new C-contiguous array of shape (rows, cols), or (rows,) when cols < 0."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = rows
+    dims[1] = cols
+    return cnp.PyArray_EMPTY(1 if cols < 0 else 2, dims, typenum, 0)
+
+
+def lstm_cell_forward(x, h_prev, c_prev, W, U, b, int num_threads, int simd):
+    """(h, c, gates) of one LSTM step, h and c (B, H), gates (B, 4H) the activations i, f, g, o;
+    None when the arguments do not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    if t < 0:
+        return None
+    if not (_fits(h_prev, t, B, H) and _fits(c_prev, t, B, H) and _fits(W, t, I, 4 * H)
+            and _fits(U, t, H, 4 * H) and _fits(b, t, 4 * H, -1)):
+        return None
+    h, c, gates = _empty(B, H, t), _empty(B, H, t), _empty(B, 4 * H, t)
+    cdef void *ph = _data(h)
+    cdef void *pc = _data(c)
+    cdef void *pg = _data(gates)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *pc_prev = _data(c_prev)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef const void *pb = _data(b)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_lstm_cell_forward_f32(<float *>ph, <float *>pc, <float *>pg, <const float *>px,
+                                              <const float *>ph_prev, <const float *>pc_prev,
+                                              <const float *>pW, <const float *>pU,
+                                              <const float *>pb, B, I, H, num_threads, simd)
+        else:
+            status = fl_lstm_cell_forward_f64(<double *>ph, <double *>pc, <double *>pg,
+                                              <const double *>px, <const double *>ph_prev,
+                                              <const double *>pc_prev, <const double *>pW,
+                                              <const double *>pU, <const double *>pb, B, I, H,
+                                              num_threads, simd)
+    _raise_for(status)
+    return h, c, gates
+
+
+def lstm_cell_backward(dh, dc, x, h_prev, c_prev, c, gates, W, U, int num_threads, int simd):
+    """(dx, dh_prev, dc_prev, dW, dU, db) of one LSTM step from what lstm_cell_forward used and
+    gave; None when dh or dc (each None or (B, H)) do not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    _need(t >= 0, "cache")
+    _need(_fits(h_prev, t, B, H) and _fits(c_prev, t, B, H) and _fits(c, t, B, H)
+          and _fits(gates, t, B, 4 * H) and _fits(W, t, I, 4 * H) and _fits(U, t, H, 4 * H), "cache")
+    if not ((dh is None or _fits(dh, t, B, H)) and (dc is None or _fits(dc, t, B, H))):
+        return None
+    dx, dh_prev, dc_prev = _empty(B, I, t), _empty(B, H, t), _empty(B, H, t)
+    dW, dU, db, dz = _empty(I, 4 * H, t), _empty(H, 4 * H, t), _empty(4 * H, -1, t), _empty(B, 4 * H, t)
+    cdef void *pdx = _data(dx)
+    cdef void *pdh_prev = _data(dh_prev)
+    cdef void *pdc_prev = _data(dc_prev)
+    cdef void *pdW = _data(dW)
+    cdef void *pdU = _data(dU)
+    cdef void *pdb = _data(db)
+    cdef void *pdz = _data(dz)
+    cdef const void *pdh = _data_or_null(dh)
+    cdef const void *pdc = _data_or_null(dc)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *pc_prev = _data(c_prev)
+    cdef const void *pc = _data(c)
+    cdef const void *pg = _data(gates)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_lstm_cell_backward_f32(
+                <float *>pdx, <float *>pdh_prev, <float *>pdc_prev, <float *>pdW, <float *>pdU,
+                <float *>pdb, <float *>pdz, <const float *>pdh, <const float *>pdc,
+                <const float *>px, <const float *>ph_prev, <const float *>pc_prev,
+                <const float *>pc, <const float *>pg, <const float *>pW, <const float *>pU, B, I, H,
+                num_threads, simd)
+        else:
+            status = fl_lstm_cell_backward_f64(
+                <double *>pdx, <double *>pdh_prev, <double *>pdc_prev, <double *>pdW, <double *>pdU,
+                <double *>pdb, <double *>pdz, <const double *>pdh, <const double *>pdc,
+                <const double *>px, <const double *>ph_prev, <const double *>pc_prev,
+                <const double *>pc, <const double *>pg, <const double *>pW, <const double *>pU, B, I,
+                H, num_threads, simd)
+    _raise_for(status)
+    return dx, dh_prev, dc_prev, dW, dU, db
+
+
+def rnn_cell_forward(x, h_prev, W, U, b, int num_threads, int simd):
+    """h (B, H) of one RNN step; None when the arguments do not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    if t < 0:
+        return None
+    if not (_fits(h_prev, t, B, H) and _fits(W, t, I, H) and _fits(U, t, H, H)
+            and _fits(b, t, H, -1)):
+        return None
+    h = _empty(B, H, t)
+    cdef void *ph = _data(h)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef const void *pb = _data(b)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_rnn_cell_forward_f32(<float *>ph, <const float *>px, <const float *>ph_prev,
+                                             <const float *>pW, <const float *>pU, <const float *>pb,
+                                             B, I, H, num_threads, simd)
+        else:
+            status = fl_rnn_cell_forward_f64(<double *>ph, <const double *>px,
+                                             <const double *>ph_prev, <const double *>pW,
+                                             <const double *>pU, <const double *>pb, B, I, H,
+                                             num_threads, simd)
+    _raise_for(status)
+    return h
+
+
+def rnn_cell_backward(dh, x, h_prev, h, W, U, int num_threads, int simd):
+    """(dx, dh_prev, dW, dU, db) of one RNN step from what rnn_cell_forward used and gave; None
+    when dh (None or (B, H)) does not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    _need(t >= 0, "cache")
+    _need(_fits(h_prev, t, B, H) and _fits(h, t, B, H) and _fits(W, t, I, H)
+          and _fits(U, t, H, H), "cache")
+    if not (dh is None or _fits(dh, t, B, H)):
+        return None
+    dx, dh_prev, dz = _empty(B, I, t), _empty(B, H, t), _empty(B, H, t)
+    dW, dU, db = _empty(I, H, t), _empty(H, H, t), _empty(H, -1, t)
+    cdef void *pdx = _data(dx)
+    cdef void *pdh_prev = _data(dh_prev)
+    cdef void *pdW = _data(dW)
+    cdef void *pdU = _data(dU)
+    cdef void *pdb = _data(db)
+    cdef void *pdz = _data(dz)
+    cdef const void *pdh = _data_or_null(dh)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *ph = _data(h)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_rnn_cell_backward_f32(
+                <float *>pdx, <float *>pdh_prev, <float *>pdW, <float *>pdU, <float *>pdb,
+                <float *>pdz, <const float *>pdh, <const float *>px, <const float *>ph_prev,
+                <const float *>ph, <const float *>pW, <const float *>pU, B, I, H, num_threads, simd)
+        else:
+            status = fl_rnn_cell_backward_f64(
+                <double *>pdx, <double *>pdh_prev, <double *>pdW, <double *>pdU, <double *>pdb,
+                <double *>pdz, <const double *>pdh, <const double *>px, <const double *>ph_prev,
+                <const double *>ph, <const double *>pW, <const double *>pU, B, I, H, num_threads,
+                simd)
+    _raise_for(status)
+    return dx, dh_prev, dW, dU, db

@@ -2,7 +2,10 @@
 
 Same names, signatures, documentation and results as ``fastlstm.reference``: each function checks
 its arguments exactly as the reference does, allocates the outputs, and makes one C call for the
-whole sequence with the GIL released. A single step (``*_cell_*``) is a sequence of length one.
+whole sequence with the GIL released. The cells (``*_cell_*``), called once per step from the user's
+own loop, first offer their arguments to the C wall as they are: when they already are arrays of one
+float dtype, C-contiguous and of fitting shapes (a loop's usual case), that one call does everything;
+otherwise they are checked and converted as the reference does, and offered again.
 """
 import numpy as np
 
@@ -42,21 +45,27 @@ class _RNNCache:
         self.xs, self.hs_ext, self.W, self.U = xs, hs_ext, W, U
 
 
-class _CellCache:
-    """A one-step sequence's cache, so that cell and sequence caches are not mixed up."""
+class _LSTMCellCache:
+    """What lstm_cell_forward keeps for lstm_cell_backward: its inputs, c and the activations."""
 
-    __slots__ = ("sequence",)
+    __slots__ = ("x", "h_prev", "c_prev", "c", "gates", "W", "U")
 
-    def __init__(self, sequence):
-        self.sequence = sequence
-
-
-class _LSTMCellCache(_CellCache):
-    __slots__ = ()
+    def __init__(self, x, h_prev, c_prev, c, gates, W, U):
+        self.x, self.h_prev, self.c_prev, self.c, self.gates, self.W, self.U = (
+            x, h_prev, c_prev, c, gates, W, U)
 
 
-class _RNNCellCache(_CellCache):
-    __slots__ = ()
+class _RNNCellCache:
+    """What rnn_cell_forward keeps for rnn_cell_backward: its inputs and h."""
+
+    __slots__ = ("x", "h_prev", "h", "W", "U")
+
+    def __init__(self, x, h_prev, h, W, U):
+        self.x, self.h_prev, self.h, self.W, self.U = x, h_prev, h, W, U
+
+
+def _zeros_if_none(state, like, H):
+    return np.zeros((like.shape[0], H), like.dtype) if state is None else state
 
 
 # ---- LSTM -----------------------------------------------------------------------------------------
@@ -103,22 +112,32 @@ def lstm_backward(dhs, dh_T, dc_T, cache):
 
 @_mirror(reference.lstm_cell_forward)
 def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
-    x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
-    )
-    _, h, c, cache = _lstm_forward(x[np.newaxis], h_prev, c_prev, W, U, b)
-    return h, c, _LSTMCellCache(cache)
+    threads, simd = _config.kernel_args()
+    out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
+    if out is None:
+        x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
+            ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
+        )
+        h_prev, c_prev = (_zeros_if_none(s, x, U.shape[0]) for s in (h_prev, c_prev))
+        out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
+    h, c, gates = out
+    # The cache keeps its own c: the caller may change the returned one in place (say, a reset).
+    return h, c, _LSTMCellCache(x, h_prev, c_prev, c.copy(), gates, W, U)
 
 
 @_mirror(reference.lstm_cell_backward)
 def lstm_cell_backward(dh, dc, cache):
     _validate.check_cache(cache, _LSTMCellCache, "fastlstm.lstm_cell_forward")
-    k = cache.sequence
-    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
-    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
-    dc = _validate.gradient("dc", dc, shape, "(B, H)", dtype)
-    dxs, dh_prev, dc_prev, dW, dU, db = _lstm_backward(None, dh, dc, k)
-    return dxs[0], dh_prev, dc_prev, dW, dU, db
+    k = cache
+    threads, simd = _config.kernel_args()
+    args = (k.x, k.h_prev, k.c_prev, k.c, k.gates, k.W, k.U, threads, simd)
+    out = _core.lstm_cell_backward(dh, dc, *args)
+    if out is None:
+        shape, dtype = (k.x.shape[0], k.U.shape[0]), k.x.dtype
+        dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
+        dc = _validate.gradient("dc", dc, shape, "(B, H)", dtype)
+        out = _core.lstm_cell_backward(dh, dc, *args)
+    return out
 
 
 # ---- RNN ------------------------------------------------------------------------------------------
@@ -159,18 +178,26 @@ def rnn_backward(dhs, dh_T, cache):
 
 @_mirror(reference.rnn_cell_forward)
 def rnn_cell_forward(x, h_prev, W, U, b):
-    x, (h_prev,), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
-    )
-    _, h, cache = _rnn_forward(x[np.newaxis], h_prev, W, U, b)
-    return h, _RNNCellCache(cache)
+    threads, simd = _config.kernel_args()
+    h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
+    if h is None:
+        x, (h_prev,), W, U, b = _validate.recurrent_args(
+            ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
+        )
+        h_prev = _zeros_if_none(h_prev, x, U.shape[0])
+        h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
+    # The cache shares h with the caller, as the reference's does.
+    return h, _RNNCellCache(x, h_prev, h, W, U)
 
 
 @_mirror(reference.rnn_cell_backward)
 def rnn_cell_backward(dh, cache):
     _validate.check_cache(cache, _RNNCellCache, "fastlstm.rnn_cell_forward")
-    k = cache.sequence
-    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
-    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
-    dxs, dh_prev, dW, dU, db = _rnn_backward(None, dh, k)
-    return dxs[0], dh_prev, dW, dU, db
+    k = cache
+    threads, simd = _config.kernel_args()
+    args = (k.x, k.h_prev, k.h, k.W, k.U, threads, simd)
+    out = _core.rnn_cell_backward(dh, *args)
+    if out is None:
+        dh = _validate.gradient("dh", dh, (k.x.shape[0], k.U.shape[0]), "(B, H)", k.x.dtype)
+        out = _core.rnn_cell_backward(dh, *args)
+    return out

@@ -14,6 +14,12 @@ FLOPs count the matrix products: forward = 2*T*B*(I+H)*4H, forward and backward 
 set against the machine's GEMM peak, measured in the same run (before and after the shapes) as
 NumPy's matmul of two 2048 x 2048 matrices.
 
+A second table times a user's own step loop (the drop-in cell): T calls of ``lstm_cell_forward``,
+then for the backward T calls of ``lstm_cell_backward`` that carry dh and dc back and sum dW, dU, db,
+against the same loop over the reference's cell and over ``torch.nn.LSTMCell`` (its backward by
+autograd through the T steps). There the cost is per call, so it is reported in microseconds per
+step.
+
 Shapes: T time steps, B batch rows, I input features, H hidden units.
 """
 import argparse
@@ -49,6 +55,9 @@ FULL = list(
         + _deepbench([1, 2, 4])  # inference
     )
 )
+
+# the step loops of the cell table
+CELLS = [(100, 1, 64, 128)]
 
 PASSES = ("forward", "forward_backward")
 PASS_LABELS = {"forward": "fwd", "forward_backward": "fwd+bwd"}
@@ -130,6 +139,20 @@ def setup_reference(p, threads):
     return _module_passes(reference, p)
 
 
+def _torch_module(kind, suffix, p, threads):
+    """A torch `kind` (nn.LSTM or nn.LSTMCell) holding the problem's weights, torch on `threads`
+    threads; `suffix` ends its parameters' names ("_l0" for nn.LSTM)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    module = kind(p.W.shape[0], p.U.shape[0], dtype=getattr(torch, p.xs.dtype.name))
+    weights = {"weight_ih": p.W.T, "weight_hh": p.U.T, "bias_ih": p.b, "bias_hh": np.zeros_like(p.b)}
+    with torch.no_grad():
+        for name, value in weights.items():
+            getattr(module, name + suffix).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return module
+
+
 def setup_torch(p, threads):
     """torch.nn.LSTM's (forward, forward_backward) on `threads` threads, with the problem's weights.
 
@@ -138,14 +161,7 @@ def setup_torch(p, threads):
     """
     import torch
 
-    torch.set_num_threads(threads)
-    I, H = p.W.shape[0], p.U.shape[0]
-    lstm = torch.nn.LSTM(I, H, dtype=getattr(torch, p.xs.dtype.name))
-    weights = {"weight_ih_l0": p.W.T, "weight_hh_l0": p.U.T, "bias_ih_l0": p.b,
-               "bias_hh_l0": np.zeros_like(p.b)}
-    with torch.no_grad():
-        for name, value in weights.items():
-            getattr(lstm, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    lstm = _torch_module(torch.nn.LSTM, "_l0", p, threads)
     xs = torch.from_numpy(p.xs)
     xs_leaf = xs.clone().requires_grad_()
     dout = torch.from_numpy(p.dhs)
@@ -168,6 +184,90 @@ def setup_torch(p, threads):
 
 # name -> setup(problem, threads) returning the (forward, forward_backward) callables
 CONTENDERS = {"fastlstm": setup_fastlstm, "reference": setup_reference, "torch": setup_torch}
+
+
+def _module_cell_loops(module, p):
+    """The forward and forward-backward of a user's step loop over a module's cell functions.
+
+    Each returns the same outputs as the whole-sequence passes of :func:`_module_passes`.
+    """
+    T, B, H = p.dhs.shape
+
+    def run_forward(keep):
+        h, c = np.zeros((B, H), p.xs.dtype), np.zeros((B, H), p.xs.dtype)
+        hs, caches = [], []
+        for t in range(T):
+            h, c, cache = module.lstm_cell_forward(p.xs[t], h, c, p.W, p.U, p.b)
+            hs.append(h)
+            if keep:
+                caches.append(cache)
+        return hs, caches
+
+    def forward():
+        return {"hs": np.stack(run_forward(False)[0])}
+
+    def forward_backward():
+        hs, caches = run_forward(True)
+        dxs = np.empty_like(p.xs)
+        dW, dU, db = np.zeros_like(p.W), np.zeros_like(p.U), np.zeros_like(p.b)
+        dh, dc = np.zeros((B, H), p.xs.dtype), None
+        for t in reversed(range(T)):
+            dxs[t], dh, dc, dW_t, dU_t, db_t = module.lstm_cell_backward(p.dhs[t] + dh, dc,
+                                                                          caches[t])
+            dW += dW_t
+            dU += dU_t
+            db += db_t
+        return {"hs": np.stack(hs), "dxs": dxs, "dW": dW, "dU": dU, "db": db}
+
+    return forward, forward_backward
+
+
+def setup_fastlstm_cell(p, threads):
+    """fastlstm's cell in a step loop, (forward, forward_backward) on `threads` threads."""
+    return tuple(_on_threads(call, threads) for call in _module_cell_loops(fastlstm, p))
+
+
+def setup_reference_cell(p, threads):
+    """The NumPy reference's cell in a step loop."""
+    return _module_cell_loops(reference, p)
+
+
+def setup_torch_cell(p, threads):
+    """torch.nn.LSTMCell in a step loop, loaded as in :func:`setup_torch`; its backward is
+    autograd's through all T steps, with the gradient dhs[t] of every step's h."""
+    import torch
+
+    (T, B, _), H = p.xs.shape, p.U.shape[0]
+    cell = _torch_module(torch.nn.LSTMCell, "", p, threads)
+    xs, dhs = torch.from_numpy(p.xs), list(torch.from_numpy(p.dhs))
+
+    def run_forward(xs):
+        h = c = torch.zeros(B, H, dtype=xs.dtype)
+        hs = []
+        for t in range(T):
+            h, c = cell(xs[t], (h, c))
+            hs.append(h)
+        return hs
+
+    def forward():
+        with torch.no_grad():
+            return {"hs": torch.stack(run_forward(xs)).numpy()}
+
+    def forward_backward():
+        xs_leaf = xs.clone().requires_grad_()
+        cell.zero_grad(set_to_none=True)
+        hs = run_forward(xs_leaf)
+        torch.autograd.backward(hs, dhs)
+        return {"hs": torch.stack(hs).detach().numpy(), "dxs": xs_leaf.grad.numpy(),
+                "dW": cell.weight_ih.grad.numpy().T, "dU": cell.weight_hh.grad.numpy().T,
+                "db": cell.bias_ih.grad.numpy()}
+
+    return forward, forward_backward
+
+
+# the same for the step loops of the cell table
+CELL_CONTENDERS = {"fastlstm": setup_fastlstm_cell, "reference": setup_reference_cell,
+                   "torch": setup_torch_cell}
 
 
 def torch_version():
@@ -303,12 +403,16 @@ def machine_info(threads, dtype, torch_note):
     }
 
 
-def bench_shape(shape, names, threads, dtype, repeat):
-    """Check, then time, the contenders `names` on one shape; return the shape's record."""
+def bench_shape(shape, names, threads, dtype, repeat, contenders=CONTENDERS):
+    """Check, then time, the contenders `names` on one shape; return the shape's record.
+
+    `contenders` maps each name to its setup: :data:`CONTENDERS` (whole sequences) or
+    :data:`CELL_CONTENDERS` (step loops).
+    """
     problem = make_problem(shape, dtype)
     calls = {}
     for name in names:
-        calls.update(zip([(name, p) for p in PASSES], CONTENDERS[name](problem, threads)))
+        calls.update(zip([(name, p) for p in PASSES], contenders[name](problem, threads)))
     verify(calls, dtype)
     ms = time_interleaved(calls, repeat)
     T, B, I, H = shape
@@ -324,14 +428,15 @@ def bench_shape(shape, names, threads, dtype, repeat):
     }
 
 
-def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True):
-    """Benchmark every shape of `shapes`, logging progress to stderr.
+def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS):
+    """Benchmark every shape of `shapes`, then the step loops of `cells`, logging progress to stderr.
 
     Returns
     -------
     dict
-        ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops`` and
-        ``results``: one record per shape with the times in ms of every contender and pass.
+        ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops``,
+        ``results``: one record per shape with the times in ms of every contender and pass, and
+        ``cell_results``: the same for the step loops, with ``us_per_step``.
     """
     version = torch_version() if use_torch else None
     torch_note = version or ("not installed" if use_torch else "not used (--no-torch)")
@@ -343,6 +448,14 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True)
         for k, shape in enumerate(shapes, 1):
             _log(f"[{k}/{len(shapes)}] T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]} ...")
             records.append(bench_shape(shape, names, threads, dtype, repeat))
+        cell_records = []
+        for k, shape in enumerate(cells, 1):
+            _log(f"[cell {k}/{len(cells)}] T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]}, "
+                 "a step loop ...")
+            record = bench_shape(shape, names, threads, dtype, repeat, CELL_CONTENDERS)
+            record["us_per_step"] = {name: {p: 1e3 * ms / shape[0] for p, ms in passes.items()}
+                                     for name, passes in record["ms"].items()}
+            cell_records.append(record)
         _log("measuring the GEMM peak again ...")
         peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
     for record in records:
@@ -355,6 +468,7 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True)
         "contenders": names,
         "gemm_peak_gflops": peak,
         "results": records,
+        "cell_results": cell_records,
     }
 
 
@@ -414,8 +528,22 @@ TABLE_GROUPS = {
 }
 
 
+def _us(name):
+    return lambda r, p: f"{r['us_per_step'][name][p]:.1f}" if name in r["ms"] else "-"
+
+
+# the cell table's column groups
+CELL_TABLE_GROUPS = {
+    "fastlstm us/step": _us("fastlstm"),
+    "reference us/step": _us("reference"),
+    "speed-up vs ref": _speedup("reference"),
+    "torch LSTMCell us/step": _us("torch"),
+    "speed-up vs torch": _speedup("torch"),
+}
+
+
 def format_report(report):
-    """The machine and GEMM peak header lines, then one table row per shape."""
+    """The machine and GEMM peak header lines, one table row per shape, then the cell table."""
     m, s = report["machine"], report["settings"]
     openmp = f"on (version {m['openmp_version']})" if m["openmp"] else "off (serial build)"
     header = [
@@ -436,7 +564,16 @@ def format_report(report):
                                            for p in PASSES]
     rows = [[_shape_label(r)] + [cell(r, p) for cell in TABLE_GROUPS.values() for p in PASSES]
             for r in report["results"]]
-    return "\n".join(header) + _format_table(columns, rows)
+    text = "\n".join(header) + _format_table(columns, rows)
+    if report["cell_results"]:
+        columns = [("", "step loop (T,B,I,H)")] + [(title, PASS_LABELS[p])
+                                                  for title in CELL_TABLE_GROUPS for p in PASSES]
+        rows = [[_shape_label(r)] + [cell(r, p) for cell in CELL_TABLE_GROUPS.values()
+                                     for p in PASSES] for r in report["cell_results"]]
+        text += ("\n\nThe drop-in cell: a Python loop of T cell calls (backward: T calls carrying "
+                 "dh, dc and summing dW, dU, db; torch: LSTMCell and autograd)\n"
+                 + _format_table(columns, rows))
+    return text
 
 
 def plot(report, path):
@@ -512,6 +649,9 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=_positive_int, default=fastlstm.get_num_threads(),
                         metavar="N", help="threads of fastlstm and torch (default: %(default)s)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--cells", type=parse_shapes, default=CELLS, metavar="T,B,I,H;...",
+                        help="the step loops of the cell table (default: %s)"
+                        % ";".join(",".join(map(str, c)) for c in CELLS))
     parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help="timed rounds; the minimum is kept (default: %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="leave torch.nn.LSTM out")
@@ -523,7 +663,8 @@ def add_arguments(parser):
 def cli(args):
     """Run the benchmark that the parsed `args` describe, print the table and write the files."""
     shapes = args.shapes or (QUICK if args.quick else FULL)
-    report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch)
+    report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
+                 cells=args.cells)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

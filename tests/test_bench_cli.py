@@ -22,7 +22,8 @@ def fastlstm_cli(*args):
 def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
-                        "--repeat", "1", "--dtype", dtype, "--json", str(out), "--no-torch")
+                        "--cells", "4,2,3,5", "--repeat", "1", "--dtype", dtype, "--json",
+                        str(out), "--no-torch")
     assert done.returncode == 0, done.stderr
     assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
     for k, (T, B, I, H) in enumerate(shapes, 1):
@@ -36,6 +37,13 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
         times = [ms for passes in record["ms"].values() for ms in passes.values()]
         assert sorted(record["ms"]) == ["fastlstm", "reference"] and len(times) == 4
         assert all(ms > 0 for ms in times)
+    # the step loops of the drop-in cell, in microseconds per step
+    assert "step loop (T,B,I,H)" in done.stdout and "\n4,2,3,5 " in done.stdout
+    (cell,) = report["cell_results"]
+    assert (cell["T"], cell["B"], cell["I"], cell["H"]) == (4, 2, 3, 5)
+    for name in ("fastlstm", "reference"):
+        for pass_, us in cell["us_per_step"][name].items():
+            assert us == pytest.approx(1e3 * cell["ms"][name][pass_] / 4)
 
 
 def test_bench_rejects_bad_shapes():

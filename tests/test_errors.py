@@ -1,5 +1,9 @@
 """Bad input gets a clear error, the same from fastlstm and from the reference: ValueError naming the
 argument with the expected and the given shape, TypeError for dtypes."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -130,9 +134,25 @@ def test_thread_count_errors(bad):
             pass
 
 
-def test_unknown_simd_level_in_environment(monkeypatch):
-    monkeypatch.setenv("FASTLSTM_SIMD", "avx9000")
-    with pytest.raises(ValueError, match=r"FASTLSTM_SIMD: expected one of \['portable', 'avx2', 'avx512'\], got 'avx9000'"):
-        lstm_call(fastlstm)
-    monkeypatch.setenv("FASTLSTM_SIMD", "portable")
-    lstm_call(fastlstm)  # a known level works
+SIMD_FROM_ENVIRONMENT = """
+import numpy as np, fastlstm
+try:
+    fastlstm.lstm_cell_forward(np.zeros((1, 2)), None, None, np.zeros((2, 4)), np.zeros((1, 4)),
+                               np.zeros(4))
+except ValueError as error:
+    print(error)
+else:
+    print("ok", fastlstm._config.simd_level())
+"""
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("avx9000", "FASTLSTM_SIMD: expected one of ['portable', 'avx2', 'avx512'], got 'avx9000'"),
+    ("portable", "ok 0"),  # a known level works
+])
+def test_simd_level_from_environment(name, expected):
+    # read once per process, when the kernels are first used: so in a fresh process
+    env = dict(os.environ, FASTLSTM_SIMD=name)
+    out = subprocess.run([sys.executable, "-c", SIMD_FROM_ENVIRONMENT], env=env,
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == expected, out.stderr

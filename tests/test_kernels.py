@@ -124,9 +124,17 @@ def test_zero_steps_returns_initial_state(rng):
         assert not np.any(grad)
 
 
+# (B, I, H) of a single step: the cells read the weights in place, in 4-row tiles with leftover rows
+# one at a time, whole column tiles with leftover columns in a plain loop, so B = 5 and 4H just
+# over a tile's width matter here; also empty batches and inputs.
+CELL_SHAPES = [(1, 1, 1), (3, 5, 3), (1, 7, 17), (4, 3, 17), (5, 64, 128), (13, 33, 1),
+               (2, 1, 65), (25, 19, 40), (1, 300, 129), (9, 16, 33), (0, 3, 4), (2, 0, 5)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_lstm_cell_matches_reference(rng, dtype, simd):
-    p = make_problem(rng, 1, 3, 7, 17, dtype=dtype)
+@pytest.mark.parametrize("shape", CELL_SHAPES, ids=lambda s: "B%d-I%d-H%d" % s)
+def test_lstm_cell_matches_reference(rng, shape, dtype, simd):
+    p = make_problem(rng, 1, *shape, dtype=dtype)
     x = p["xs"][0]
     results = []
     for module in (fastlstm, ref):
@@ -138,8 +146,9 @@ def test_lstm_cell_matches_reference(rng, dtype, simd):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rnn_cell_matches_reference(rng, dtype, simd):
-    p = make_problem(rng, 1, 2, 5, 3, dtype=dtype, gates=1)
+@pytest.mark.parametrize("shape", CELL_SHAPES, ids=lambda s: "B%d-I%d-H%d" % s)
+def test_rnn_cell_matches_reference(rng, shape, dtype, simd):
+    p = make_problem(rng, 1, *shape, dtype=dtype, gates=1)
     x = p["xs"][0]
     results = []
     for module in (fastlstm, ref):
@@ -148,6 +157,52 @@ def test_rnn_cell_matches_reference(rng, dtype, simd):
     (out, grads), (ref_out, ref_grads) = results
     assert_all_close(out, ref_out, ["h"])
     assert_all_close(grads, ref_grads, ["dx", "dh_prev", "dW", "dU", "db"])
+
+
+def online_training(module, p, steps, lstm):
+    """A user's loop: one cell step forward and back, then an SGD update of W, U, b in place (so
+    every call sees weights changed since the last); returns everything it computed."""
+    W, U, b = p["W"].copy(), p["U"].copy(), p["b"].copy()
+    h, c = p["h0"], p["c0"]
+    trace = []
+    for t in range(steps):
+        x = p["xs"][t]
+        if lstm:
+            h, c, cache = module.lstm_cell_forward(x, h, c, W, U, b)
+            W[0] += 0.25  # changed between the forward and its backward: the backward sees it too
+            dx, dh, dc, dW, dU, db = module.lstm_cell_backward(p["dhs"][t], p["dc_T"], cache)
+            trace += [h, c, dx, dh, dc, dW, dU, db]
+        else:
+            h, cache = module.rnn_cell_forward(x, h, W, U, b)
+            W[0] += 0.25
+            dx, dh, dW, dU, db = module.rnn_cell_backward(p["dhs"][t], cache)
+            trace += [h, dx, dh, dW, dU, db]
+        W -= 0.1 * dW
+        U -= 0.1 * dU
+        b -= 0.1 * db
+    return trace
+
+
+@pytest.mark.parametrize("lstm", [True, False], ids=["lstm", "rnn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cell_sees_weights_changed_in_place(rng, lstm, dtype):
+    p = make_problem(rng, 6, 3, 5, 7, dtype=dtype, gates=4 if lstm else 1)
+    trace = online_training(fastlstm, p, 6, lstm)
+    expected = online_training(ref, p, 6, lstm)
+    for t, (a, e) in enumerate(zip(trace, expected)):
+        assert_close(a, e)
+
+
+def test_cell_cache_keeps_its_own_state(rng):
+    # resetting the returned c in place (say, at an episode's end) must not change the backward
+    p = make_problem(rng, 1, 2, 3, 4)
+    x = p["xs"][0]
+    grads = []
+    for module in (fastlstm, ref):
+        h, c, cache = module.lstm_cell_forward(x, p["h0"], p["c0"], p["W"], p["U"], p["b"])
+        c[:] = 0
+        grads.append(module.lstm_cell_backward(p["dh_T"], p["dc_T"], cache))
+    assert_all_close(grads[0], grads[1], ["dx", "dh_prev", "dc_prev", "dW", "dU", "db"])
 
 
 def test_cell_without_state_or_gradient(rng):
@@ -177,8 +232,36 @@ def test_bitwise_identical_for_any_thread_count(rng, shape, dtype):
             grads = fastlstm.lstm_backward(p["dhs"], p["dh_T"], p["dc_T"], cache)
             rhs, rh_T, rcache = fastlstm.rnn_forward(p1["xs"], p1["h0"], p1["W"], p1["U"], p1["b"])
             rgrads = fastlstm.rnn_backward(p1["dhs"], p1["dh_T"], rcache)
-        runs.append([hs, h_T, c_T, *grads, rhs, rh_T, *rgrads])
+            h, c, ccache = fastlstm.lstm_cell_forward(p["xs"][0], p["h0"], p["c0"], p["W"], p["U"],
+                                                      p["b"])
+            cgrads = fastlstm.lstm_cell_backward(p["dh_T"], p["dc_T"], ccache)
+            rh, rccache = fastlstm.rnn_cell_forward(p1["xs"][0], p1["h0"], p1["W"], p1["U"], p1["b"])
+            rcgrads = fastlstm.rnn_cell_backward(p1["dh_T"], rccache)
+        runs.append([hs, h_T, c_T, *grads, rhs, rh_T, *rgrads, h, c, *cgrads, rh, *rcgrads])
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
 
+
+
+def at_offset(array, offset):
+    """A C-contiguous copy of `array` whose data starts `offset` bytes past a 64-byte boundary."""
+    buffer = np.empty(array.nbytes + 128, np.uint8)
+    start = (-buffer.ctypes.data) % 64 + offset
+    placed = buffer[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    placed[...] = array
+    return placed
+
+
+@pytest.mark.parametrize("offset", range(0, 64, 4))
+def test_cell_weights_at_any_alignment(rng, offset):
+    # the cell aligns its column tiles to U's rows: every offset gives other leading columns
+    p = make_problem(rng, 1, 3, 20, 16, dtype=np.float32)
+    x, W, U = p["xs"][0], at_offset(p["W"], offset), at_offset(p["U"], (offset * 3) % 64)
+    assert W.ctypes.data % 64 == offset
+    h, c, cache = fastlstm.lstm_cell_forward(x, p["h0"], p["c0"], W, U, p["b"])
+    grads = fastlstm.lstm_cell_backward(p["dh_T"], p["dc_T"], cache)
+    ref_h, ref_c, ref_cache = ref.lstm_cell_forward(x, p["h0"], p["c0"], p["W"], p["U"], p["b"])
+    assert_all_close((h, c), (ref_h, ref_c), ["h", "c"])
+    assert_all_close(grads, ref.lstm_cell_backward(p["dh_T"], p["dc_T"], ref_cache),
+                     ["dx", "dh_prev", "dc_prev", "dW", "dU", "db"])
