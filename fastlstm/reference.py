@@ -39,6 +39,10 @@ __all__ = [
     "rnn_cell_backward",
     "rnn_forward",
     "rnn_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
+    "gru_forward",
+    "gru_backward",
 ]
 
 
