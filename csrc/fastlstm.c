@@ -1,6 +1,7 @@
 /* fastlstm.c - the C layer of fastlstm, one translation unit read top to bottom:
- * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM and RNN passes
- * and cells, each type-generic body instantiated once for float and once for double.
+ * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM, GRU and RNN
+ * passes and the LSTM and RNN cells, each type-generic body instantiated once for float and once for
+ * double.
  *
  * It does not allocate, print, read the environment or keep state between calls: the caller passes
  * sizes, a thread count, a SIMD level and a workspace (fastlstm.h is the contract).
@@ -328,6 +329,18 @@ size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff
                                   int num_threads, int simd, int elsize)
 {
     return workspace(T, B, I, H, 4, 1, num_threads, simd, elsize);
+}
+
+size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 3, 0, num_threads, simd, elsize);
+}
+
+size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize)
+{
+    return workspace(T, B, I, H, 3, 1, num_threads, simd, elsize);
 }
 
 size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,

@@ -1,20 +1,31 @@
 /* fastlstm.h - the contract of the C layer.
  *
- * Whole-sequence forward and backward passes (BPTT) of an LSTM and of a vanilla tanh RNN, in float
- * and double. Pure C: no Python, no allocation. The caller passes a workspace whose size the matching
- * *_workspace function gives, and a thread count; results are bitwise identical for every thread count.
+ * Whole-sequence forward and backward passes (BPTT) of an LSTM, a GRU and a vanilla tanh RNN, in
+ * float and double. Pure C: no Python, no allocation. The caller passes a workspace whose size the
+ * matching *_workspace function gives, and a thread count; results are bitwise identical for every
+ * thread count.
  *
  * Shape legend
  *   T = time steps, B = batch rows, I = input features, H = hidden units, G = gate rows per unit:
- *   G = 4 for the LSTM (gate blocks [i | f | g | o] along the last axis), G = 1 for the RNN.
+ *   G = 4 for the LSTM (gate blocks [i | f | g | o] along the last axis), G = 3 for the GRU
+ *   ([r | z | n]), G = 1 for the RNN.
  * Layouts: every array is C-contiguous (row-major), time-major for sequences.
- *   xs (T, B, I)    W (I, G*H)    U (H, G*H)    b (G*H,)
+ *   xs (T, B, I)    W (I, G*H)    U (H, G*H)    b (G*H,), but b (2, 3H) for the GRU
  *   hs_ext, cs_ext (T+1, B, H): index 0 holds the initial state, index t+1 the state after step t.
+ *   gates (T, B, G*H): the activations of every step, saved by the forward for the backward; the
+ *   GRU also saves hn (T, B, H) below, the recurrent part of n that the reset gate scaled.
  *
  * LSTM step (z is the pre-activation, then overwritten by the activations in `gates`):
  *   z   = x_t @ W + h_{t-1} @ U + b
  *   i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
  *   c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
+ * GRU step (PyTorch's nn.GRU): b[0] is the input-side bias, b[1] the recurrent-side one, kept apart
+ * because the reset gate scales the recurrent part of n only:
+ *   r   = sigmoid(x_t @ W_r + b[0]_r + h_{t-1} @ U_r + b[1]_r)
+ *   z   = sigmoid(x_t @ W_z + b[0]_z + h_{t-1} @ U_z + b[1]_z)
+ *   hn  = h_{t-1} @ U_n + b[1]_n
+ *   n   = tanh(x_t @ W_n + b[0]_n + r * hn)
+ *   h_t = (1 - z) * n + z * h_{t-1}
  * RNN step:
  *   h_t = tanh(x_t @ W + h_{t-1} @ U + b)
  *
@@ -57,6 +68,10 @@ size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
                                  int num_threads, int simd, int elsize);
 size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                   int num_threads, int simd, int elsize);
+size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd, int elsize);
+size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd, int elsize);
 size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                 int num_threads, int simd, int elsize);
 size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
@@ -83,6 +98,19 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
                                   const real *xs, const real *W, const real *U,                      \
                                   ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                \
                                   int num_threads, int simd, void *workspace);                       \
+    /* forward: hs_ext (T+1, B, H), gates (T, B, 3H) = r, z, n and hn (T, B, H) out;             */  \
+    /*          h0 (B, H); xs (T, B, I); W (I, 3H); U (H, 3H); b (2, 3H) in                      */  \
+    int fl_gru_forward_##suffix(real *hs_ext, real *gates, real *hn, const real *h0,                 \
+                                const real *xs, const real *W, const real *U, const real *b,         \
+                                ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
+                                int num_threads, int simd, void *workspace);                         \
+    /* backward: dxs (T, B, I), dh0 (B, H), dW (I, 3H), dU (H, 3H), db (2, 3H) out;              */  \
+    /*           hs_ext, gates, hn saved by the forward; dhs (T, B, H), dh_T (B, H) in           */  \
+    int fl_gru_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
+                                 const real *hs_ext, const real *gates, const real *hn,              \
+                                 const real *dhs, const real *dh_T, const real *xs, const real *W,   \
+                                 const real *U, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,  \
+                                 int num_threads, int simd, void *workspace);                        \
     /* forward: hs_ext (T+1, B, H) out; h0 (B, H); xs (T, B, I); W (I, H); U (H, H); b (H,) in   */  \
     int fl_rnn_forward_##suffix(real *hs_ext, const real *h0, const real *xs,                        \
                                 const real *W, const real *U, const real *b,                         \

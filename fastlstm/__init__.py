@@ -1,4 +1,4 @@
-"""fastlstm: LSTM and vanilla RNN forward and backward passes (BPTT) in C with OpenMP.
+"""fastlstm: LSTM, GRU and vanilla RNN forward and backward passes (BPTT) in C with OpenMP.
 
 A drop-in for a NumPy LSTM cell: the functions here have the same names, signatures and results as
 those of :mod:`fastlstm.reference` (pure NumPy), so switching is one import line::
@@ -6,11 +6,16 @@ those of :mod:`fastlstm.reference` (pure NumPy), so switching is one import line
     from fastlstm import reference as lstm   # NumPy
     import fastlstm as lstm                   # C
 
-Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,).
+Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,); for the GRU (PyTorch's
+nn.GRU) r, z, n along W (I, 3H), U (H, 3H) and b (2, 3H), the input-side and recurrent-side biases.
 """
 from . import reference
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
 from ._functions import (
+    gru_backward,
+    gru_cell_backward,
+    gru_cell_forward,
+    gru_forward,
     lstm_backward,
     lstm_cell_backward,
     lstm_cell_forward,

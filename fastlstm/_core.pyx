@@ -17,6 +17,10 @@ cdef extern from "fastlstm.h" nogil:
                                      int num_threads, int simd, int elsize)
     size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                       int num_threads, int simd, int elsize)
+    size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                    int num_threads, int simd, int elsize)
+    size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                     int num_threads, int simd, int elsize)
     size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                     int num_threads, int simd, int elsize)
     size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
@@ -41,6 +45,24 @@ cdef extern from "fastlstm.h" nogil:
                              const double *dc_T, const double *xs, const double *W,
                              const double *U, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                              int num_threads, int simd, void *workspace)
+    int fl_gru_forward_f32(float *hs_ext, float *gates, float *hn, const float *h0,
+                           const float *xs, const float *W, const float *U, const float *b,
+                           ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads,
+                           int simd, void *workspace)
+    int fl_gru_forward_f64(double *hs_ext, double *gates, double *hn, const double *h0,
+                           const double *xs, const double *W, const double *U, const double *b,
+                           ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads,
+                           int simd, void *workspace)
+    int fl_gru_backward_f32(float *dxs, float *dh0, float *dW, float *dU, float *db,
+                            const float *hs_ext, const float *gates, const float *hn,
+                            const float *dhs, const float *dh_T, const float *xs, const float *W,
+                            const float *U, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                            int num_threads, int simd, void *workspace)
+    int fl_gru_backward_f64(double *dxs, double *dh0, double *dW, double *dU, double *db,
+                            const double *hs_ext, const double *gates, const double *hn,
+                            const double *dhs, const double *dh_T, const double *xs,
+                            const double *W, const double *U, ptrdiff_t T, ptrdiff_t B,
+                            ptrdiff_t I, ptrdiff_t H, int num_threads, int simd, void *workspace)
     int fl_rnn_forward_f32(float *hs_ext, const float *h0, const float *xs, const float *W,
                            const float *U, const float *b, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
                            ptrdiff_t H, int num_threads, int simd, void *workspace)
@@ -228,6 +250,75 @@ def lstm_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dc0, real[
                                           &gates[0, 0, 0], dhsp, dh_Tp, dc_Tp, &xs[0, 0, 0],
                                           &W[0, 0], &U[0, 0], T, B, I, H, num_threads, simd,
                                           &work[0])
+    _raise_for(status)
+
+
+# ---- GRU ------------------------------------------------------------------------------------------
+
+def gru_forward(real[:, :, ::1] hs_ext, real[:, :, ::1] gates, real[:, :, ::1] hn, object h0,
+                const real[:, :, ::1] xs, const real[:, ::1] W, const real[:, ::1] U,
+                const real[:, ::1] b, int num_threads, int simd):
+    """hs_ext (T+1, B, H), gates (T, B, 3H), hn (T, B, H) := the GRU forward of xs (T, B, I)."""
+    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
+    _expect("U", (U.shape[0], U.shape[1]), (H, 3 * H))
+    _expect("W", (W.shape[0], W.shape[1]), (I, 3 * H))
+    _expect("b", (b.shape[0], b.shape[1]), (2, 3 * H))
+    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
+    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 3 * H))
+    _expect("hn", (hn.shape[0], hn.shape[1], hn.shape[2]), (T, B, H))
+    cdef const real *h0p = _optional(h0, (B, H), "h0", <real>0)
+    cdef unsigned char[::1] work = _workspace(
+        fl_gru_forward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fl_gru_forward_f32(&hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], h0p,
+                                        &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0, 0], T, B, I, H,
+                                        num_threads, simd, &work[0])
+        else:
+            status = fl_gru_forward_f64(&hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], h0p,
+                                        &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0, 0], T, B, I, H,
+                                        num_threads, simd, &work[0])
+    _raise_for(status)
+
+
+def gru_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dW, real[:, ::1] dU,
+                 real[:, ::1] db, const real[:, :, ::1] hs_ext, const real[:, :, ::1] gates,
+                 const real[:, :, ::1] hn, object dhs, object dh_T, const real[:, :, ::1] xs,
+                 const real[:, ::1] W, const real[:, ::1] U, int num_threads, int simd):
+    """dxs, dh0, dW, dU, db := the GRU backward, from what gru_forward saved."""
+    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
+    cdef const real[:, :, ::1] dhs_view
+    cdef const real *dhsp = NULL
+    _expect("U", (U.shape[0], U.shape[1]), (H, 3 * H))
+    _expect("W", (W.shape[0], W.shape[1]), (I, 3 * H))
+    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
+    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 3 * H))
+    _expect("hn", (hn.shape[0], hn.shape[1], hn.shape[2]), (T, B, H))
+    _expect("dxs", (dxs.shape[0], dxs.shape[1], dxs.shape[2]), (T, B, I))
+    _expect("dh0", (dh0.shape[0], dh0.shape[1]), (B, H))
+    _expect("dW", (dW.shape[0], dW.shape[1]), (I, 3 * H))
+    _expect("dU", (dU.shape[0], dU.shape[1]), (H, 3 * H))
+    _expect("db", (db.shape[0], db.shape[1]), (2, 3 * H))
+    if dhs is not None:
+        dhs_view = dhs
+        _expect("dhs", (dhs_view.shape[0], dhs_view.shape[1], dhs_view.shape[2]), (T, B, H))
+        dhsp = &dhs_view[0, 0, 0]
+    cdef const real *dh_Tp = _optional(dh_T, (B, H), "dh_T", <real>0)
+    cdef unsigned char[::1] work = _workspace(
+        fl_gru_backward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fl_gru_backward_f32(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0],
+                                         &db[0, 0], &hs_ext[0, 0, 0], &gates[0, 0, 0],
+                                         &hn[0, 0, 0], dhsp, dh_Tp, &xs[0, 0, 0], &W[0, 0],
+                                         &U[0, 0], T, B, I, H, num_threads, simd, &work[0])
+        else:
+            status = fl_gru_backward_f64(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0],
+                                         &db[0, 0], &hs_ext[0, 0, 0], &gates[0, 0, 0],
+                                         &hn[0, 0, 0], dhsp, dh_Tp, &xs[0, 0, 0], &W[0, 0],
+                                         &U[0, 0], T, B, I, H, num_threads, simd, &work[0])
     _raise_for(status)
 
 

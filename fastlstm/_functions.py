@@ -1,4 +1,4 @@
-"""The LSTM and RNN functions of fastlstm, computed by the C kernels.
+"""The LSTM, GRU and RNN functions of fastlstm, computed by the C kernels.
 
 Same names, signatures, documentation and results as ``fastlstm.reference``: each function checks
 its arguments exactly as the reference does, allocates the outputs, and makes one C call for the
@@ -45,6 +45,16 @@ class _RNNCache:
         self.xs, self.hs_ext, self.W, self.U = xs, hs_ext, W, U
 
 
+class _GRUCache:
+    """What gru_forward keeps for gru_backward: gates (T, B, 3H) holds every step's r, z, n, and
+    hn (T, B, H) every step's h_{t-1} @ U_n + b[1]_n, the recurrent part of n."""
+
+    __slots__ = ("xs", "hs_ext", "gates", "hn", "W", "U")
+
+    def __init__(self, xs, hs_ext, gates, hn, W, U):
+        self.xs, self.hs_ext, self.gates, self.hn, self.W, self.U = xs, hs_ext, gates, hn, W, U
+
+
 class _LSTMCellCache:
     """What lstm_cell_forward keeps for lstm_cell_backward: its inputs, c and the activations."""
 
@@ -66,6 +76,15 @@ class _RNNCellCache:
 
 def _zeros_if_none(state, like, H):
     return np.zeros((like.shape[0], H), like.dtype) if state is None else state
+
+
+class _GRUCellCache:
+    """A one-step GRU sequence's cache (the GRU cell has no C cell of its own yet)."""
+
+    __slots__ = ("sequence",)
+
+    def __init__(self, sequence):
+        self.sequence = sequence
 
 
 # ---- LSTM -----------------------------------------------------------------------------------------
@@ -201,3 +220,62 @@ def rnn_cell_backward(dh, cache):
         dh = _validate.gradient("dh", dh, (k.x.shape[0], k.U.shape[0]), "(B, H)", k.x.dtype)
         out = _core.rnn_cell_backward(dh, *args)
     return out
+
+
+# ---- GRU ------------------------------------------------------------------------------------------
+
+
+def _gru_forward(xs, h0, W, U, b):
+    T, B, _ = xs.shape
+    H = U.shape[0]
+    hs_ext = np.empty((T + 1, B, H), xs.dtype)
+    gates = np.empty((T, B, 3 * H), xs.dtype)
+    hn = np.empty((T, B, H), xs.dtype)
+    _core.gru_forward(hs_ext, gates, hn, h0, xs, W, U, b, *_config.kernel_args())
+    return hs_ext[1:], hs_ext[T].copy(), _GRUCache(xs, hs_ext, gates, hn, W, U)
+
+
+def _gru_backward(dhs, dh_T, k):
+    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
+    dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
+    dW, dU = np.empty((I, 3 * H), dtype), np.empty((H, 3 * H), dtype)
+    db = np.empty((2, 3 * H), dtype)
+    _core.gru_backward(dxs, dh0, dW, dU, db, k.hs_ext, k.gates, k.hn, dhs, dh_T, k.xs, k.W, k.U,
+                       *_config.kernel_args())
+    return dxs, dh0, dW, dU, db
+
+
+@_mirror(reference.gru_forward)
+def gru_forward(xs, h0, W, U, b):
+    xs, (h0,), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
+    )
+    return _gru_forward(xs, h0, W, U, b)
+
+
+@_mirror(reference.gru_backward)
+def gru_backward(dhs, dh_T, cache):
+    _validate.check_cache(cache, _GRUCache, "fastlstm.gru_forward")
+    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
+    return _gru_backward(dhs, dh_T, cache)
+
+
+@_mirror(reference.gru_cell_forward)
+def gru_cell_forward(x, h_prev, W, U, b):
+    x, (h_prev,), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
+    )
+    _, h, cache = _gru_forward(x[np.newaxis], h_prev, W, U, b)
+    return h, _GRUCellCache(cache)
+
+
+@_mirror(reference.gru_cell_backward)
+def gru_cell_backward(dh, cache):
+    _validate.check_cache(cache, _GRUCellCache, "fastlstm.gru_cell_forward")
+    k = cache.sequence
+    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
+    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
+    dxs, dh_prev, dW, dU, db = _gru_backward(None, dh, k)
+    return dxs[0], dh_prev, dW, dU, db

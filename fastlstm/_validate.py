@@ -50,7 +50,7 @@ def _check_ndim(name, array, symbols):
         )
 
 
-def recurrent_args(inputs, states, W, U, b, gates, sequence):
+def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
     """Check and convert the arguments of a forward pass.
 
     Parameters
@@ -60,9 +60,12 @@ def recurrent_args(inputs, states, W, U, b, gates, sequence):
     states : list of (name, array or None)
         Initial states, each (B, H); None means zeros.
     W, U, b : array_like
-        Weights of shapes (I, gates*H), (H, gates*H), (gates*H,).
+        Weights of shapes (I, gates*H), (H, gates*H), (gates*H,); b is (2, gates*H) with
+        `split_bias`.
     gates : int
-        4 for the LSTM, 1 for the RNN.
+        4 for the LSTM, 3 for the GRU, 1 for the RNN.
+    split_bias : bool
+        b holds two biases, b[0] on the input side and b[1] on the recurrent side (the GRU).
 
     Returns
     -------
@@ -73,14 +76,17 @@ def recurrent_args(inputs, states, W, U, b, gates, sequence):
     W, U, b = (_as_array(n, a) for n, a in (("W", W), ("U", U), ("b", b)))
     states = [(n, None if s is None else _as_array(n, s)) for n, s in states]
 
+    g = f"{gates}H" if gates > 1 else "H"  # the gate columns, as the messages spell them
     _check_ndim(name, x, "(T, B, I)" if sequence else "(B, I)")
-    _check_ndim("U", U, "(H, 4H)" if gates == 4 else "(H, H)")
+    _check_ndim("U", U, f"(H, {g})")
     *_, B, I = x.shape
     H = U.shape[0]
-    g = "4H" if gates == 4 else "H"
     _check_shape("U", U, f"(H, {g})", (H, gates * H), note=" (H = U.shape[0])")
     _check_shape("W", W, f"(I, {g})", (I, gates * H))
-    _check_shape("b", b, f"({g},)", (gates * H,))
+    if split_bias:
+        _check_shape("b", b, f"(2, {g})", (2, gates * H))
+    else:
+        _check_shape("b", b, f"({g},)", (gates * H,))
     for n, s in states:
         if s is not None:
             _check_shape(n, s, "(B, H)", (B, H))

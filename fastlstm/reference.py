@@ -1,4 +1,4 @@
-"""Pure NumPy LSTM and RNN: the readable reference that fastlstm's C kernels are tested against.
+"""Pure NumPy LSTM, GRU and RNN: the readable reference that fastlstm's C kernels are tested against.
 
 The functions here have the same names, signatures and results as those of ``fastlstm``, so that
 ``from fastlstm import reference as lstm`` and ``import fastlstm as lstm`` are interchangeable.
@@ -10,6 +10,14 @@ axis of ``W`` (I, 4H), ``U`` (H, 4H) and ``b`` (4H,) are in the order [i | f | g
     i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
+
+The GRU is PyTorch's ``nn.GRU``, gate blocks [r | z | n] along the last axis of ``W`` (I, 3H) and
+``U`` (H, 3H), and two biases ``b`` (2, 3H): b[0] on the input side, b[1] on the recurrent side::
+
+    r   = sigmoid(x_t @ W_r + b[0]_r + h_{t-1} @ U_r + b[1]_r)
+    z   = sigmoid(x_t @ W_z + b[0]_z + h_{t-1} @ U_z + b[1]_z)
+    n   = tanh(x_t @ W_n + b[0]_n + r * (h_{t-1} @ U_n + b[1]_n))
+    h_t = (1 - z) * n + z * h_{t-1}
 
 The vanilla RNN is ``h_t = tanh(x_t @ W + h_{t-1} @ U + b)`` with W (I, H), U (H, H), b (H,).
 
@@ -31,6 +39,10 @@ __all__ = [
     "rnn_cell_backward",
     "rnn_forward",
     "rnn_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
+    "gru_forward",
+    "gru_backward",
 ]
 
 
@@ -388,3 +400,194 @@ def rnn_backward(dhs, dh_T, cache):
     dW = k.xs.reshape(T * B, I).T @ dz
     dU = k.hs_ext[:T].reshape(T * B, H).T @ dz
     return (dz @ k.W.T).reshape(T, B, I), dh.copy(), dW, dU, dz.sum(axis=0)
+
+
+# ---- GRU ------------------------------------------------------------------------------------------
+
+
+def _gru_gates(zx, zh, h_prev):
+    """r, z, n, hn and the new state h from the input-side pre-activation zx = x @ W + b[0] and the
+    recurrent-side one zh = h_prev @ U + b[1], both (B, 3H); hn is zh's n block, which r scales."""
+    H = h_prev.shape[1]
+    r = sigmoid(zx[:, :H] + zh[:, :H])
+    z = sigmoid(zx[:, H : 2 * H] + zh[:, H : 2 * H])
+    hn = zh[:, 2 * H :]
+    n = np.tanh(zx[:, 2 * H :] + r * hn)
+    return r, z, n, hn, (1 - z) * n + z * h_prev
+
+
+def _gru_gates_backward(dh, r, z, n, hn, h_prev):
+    """From the gradient dh of one step's output: dzx, dzh (B, 3H), the gradients of the input-side
+    and the recurrent-side pre-activations, and dh * z, the part of dh_prev that skips U."""
+    da_n = dh * (1 - z) * (1 - n**2)
+    da_r = da_n * hn * r * (1 - r)
+    da_z = dh * (h_prev - n) * z * (1 - z)
+    dzx = np.concatenate([da_r, da_z, da_n], axis=1)
+    dzh = np.concatenate([da_r, da_z, da_n * r], axis=1)
+    return dzx, dzh, dh * z
+
+
+class _GRUCellCache(_Saved):
+    __slots__ = ("x", "h_prev", "W", "U", "r", "z", "n", "hn")
+
+
+class _GRUCache(_Saved):
+    __slots__ = ("xs", "hs_ext", "W", "U", "acts", "hn")
+
+
+def gru_cell_forward(x, h_prev, W, U, b):
+    """One GRU step (PyTorch's ``nn.GRU``, gate order r, z, n).
+
+    Parameters
+    ----------
+    x : array_like, shape (B, I)
+    h_prev : array_like or None, shape (B, H)
+        Previous hidden state; None means zeros.
+    W : array_like, shape (I, 3H);  U : array_like, shape (H, 3H)
+        Gate blocks [r | z | n] along the last axis.
+    b : array_like, shape (2, 3H)
+        b[0] the input-side bias, b[1] the recurrent-side bias (torch's ``bias_ih``, ``bias_hh``).
+
+    Returns
+    -------
+    h : ndarray, shape (B, H)
+    cache : object
+        For :func:`gru_cell_backward`.
+
+    Examples
+    --------
+    Zero weights give r = z = 1/2 and n = tanh(0) = 0, so h = h_prev / 2:
+
+    >>> import numpy as np
+    >>> from fastlstm import reference as gru
+    >>> B, I, H = 1, 2, 3
+    >>> W, U, b = np.zeros((I, 3 * H)), np.zeros((H, 3 * H)), np.zeros((2, 3 * H))
+    >>> h, cache = gru.gru_cell_forward(np.ones((B, I)), np.ones((B, H)), W, U, b)
+    >>> h
+    array([[0.5, 0.5, 0.5]])
+    """
+    x, (h_prev,), W, U, b = _validate.recurrent_args(
+        ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
+    )
+    h_prev = _zeros_if_none(h_prev, (x.shape[0], U.shape[0]), x.dtype)
+    r, z, n, hn, h = _gru_gates(x @ W + b[0], h_prev @ U + b[1], h_prev)
+    return h, _GRUCellCache(x=x, h_prev=h_prev, W=W, U=U, r=r, z=z, n=n, hn=hn)
+
+
+def gru_cell_backward(dh, cache):
+    """Gradients of one GRU step.
+
+    Parameters
+    ----------
+    dh : array_like or None, shape (B, H)
+        Gradient with respect to the step's h; None means zero.
+    cache : object
+        From :func:`gru_cell_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape (B, I);  dh_prev : ndarray, shape (B, H)
+    dW : ndarray, shape (I, 3H);  dU : ndarray, shape (H, 3H);  db : ndarray, shape (2, 3H)
+    """
+    _validate.check_cache(cache, _GRUCellCache, "fastlstm.reference.gru_cell_forward")
+    k = cache
+    shape, dtype = k.h_prev.shape, k.x.dtype
+    dh = _zeros_if_none(_validate.gradient("dh", dh, shape, "(B, H)", dtype), shape, dtype)
+    dzx, dzh, dh_direct = _gru_gates_backward(dh, k.r, k.z, k.n, k.hn, k.h_prev)
+    db = np.stack([dzx.sum(axis=0), dzh.sum(axis=0)])
+    return dzx @ k.W.T, dh_direct + dzh @ k.U.T, k.x.T @ dzx, k.h_prev.T @ dzh, db
+
+
+def gru_forward(xs, h0, W, U, b):
+    """A GRU over a whole sequence (PyTorch's ``nn.GRU``, gate order r, z, n).
+
+    Parameters
+    ----------
+    xs : array_like, shape (T, B, I)
+        Time-major inputs.
+    h0 : array_like or None, shape (B, H)
+        Initial hidden state; None means zeros.
+    W : array_like, shape (I, 3H);  U : array_like, shape (H, 3H)
+        Gate blocks [r | z | n] along the last axis: torch's ``weight_ih_l0.T``, ``weight_hh_l0.T``.
+    b : array_like, shape (2, 3H)
+        b[0] the input-side bias, b[1] the recurrent-side bias: torch's ``bias_ih_l0``,
+        ``bias_hh_l0`` stacked (Keras' GRU bias with ``reset_after=True``, once its gate blocks are
+        reordered from z, r, h).
+
+    Returns
+    -------
+    hs : ndarray, shape (T, B, H)
+        Hidden state after every step.
+    h_T : ndarray, shape (B, H)
+        Final hidden state (h0 when T = 0).
+    cache : object
+        For :func:`gru_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm import reference as gru
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> rng = np.random.default_rng(0)
+    >>> xs = rng.standard_normal((T, B, I))
+    >>> W, U = rng.standard_normal((I, 3 * H)), rng.standard_normal((H, 3 * H))
+    >>> b = np.zeros((2, 3 * H))
+    >>> hs, h_T, cache = gru.gru_forward(xs, None, W, U, b)
+    >>> hs.shape, bool(np.array_equal(hs[-1], h_T))
+    ((5, 2, 4), True)
+    """
+    xs, (h0,), W, U, b = _validate.recurrent_args(
+        ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
+    )
+    T, B, _ = xs.shape
+    H = U.shape[0]
+    hs_ext = np.empty((T + 1, B, H), xs.dtype)  # hs_ext[0] = h0, hs_ext[t+1] = h_t
+    acts = np.empty((T, B, 3 * H), xs.dtype)  # r, z, n of every step
+    hn = np.empty((T, B, H), xs.dtype)  # h_{t-1} @ U_n + b[1]_n of every step
+    hs_ext[0] = _zeros_if_none(h0, (B, H), xs.dtype)
+    zx = xs @ W + b[0]  # the input side of every step at once
+    for t in range(T):
+        r, z, n, hn_t, h = _gru_gates(zx[t], hs_ext[t] @ U + b[1], hs_ext[t])
+        acts[t] = np.concatenate([r, z, n], axis=1)
+        hn[t] = hn_t
+        hs_ext[t + 1] = h
+    cache = _GRUCache(xs=xs, hs_ext=hs_ext, W=W, U=U, acts=acts, hn=hn)
+    return hs_ext[1:], hs_ext[T].copy(), cache
+
+
+def gru_backward(dhs, dh_T, cache):
+    """Backpropagation through time for :func:`gru_forward`.
+
+    Parameters
+    ----------
+    dhs : array_like or None, shape (T, B, H)
+    dh_T : array_like or None, shape (B, H)
+        Gradients with respect to ``hs`` and ``h_T``; None means zero.
+    cache : object
+        From :func:`gru_forward`.
+
+    Returns
+    -------
+    dxs : ndarray, shape (T, B, I);  dh0 : ndarray, shape (B, H)
+    dW : ndarray, shape (I, 3H);  dU : ndarray, shape (H, 3H);  db : ndarray, shape (2, 3H)
+    """
+    _validate.check_cache(cache, _GRUCache, "fastlstm.reference.gru_forward")
+    k = cache
+    T, B, I = k.xs.shape
+    H, dtype = k.U.shape[0], k.xs.dtype
+    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
+    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dzx_all = np.empty((T, B, 3 * H), dtype)
+    dzh_all = np.empty((T, B, 3 * H), dtype)
+    for t in reversed(range(T)):
+        if dhs is not None:
+            dh = dh + dhs[t]
+        r, z, n = np.split(k.acts[t], 3, axis=1)
+        dzx_all[t], dzh_all[t], dh_direct = _gru_gates_backward(dh, r, z, n, k.hn[t], k.hs_ext[t])
+        dh = dh_direct + dzh_all[t] @ k.U.T
+    dzx = dzx_all.reshape(T * B, 3 * H)
+    dzh = dzh_all.reshape(T * B, 3 * H)
+    dW = k.xs.reshape(T * B, I).T @ dzx
+    dU = k.hs_ext[:T].reshape(T * B, H).T @ dzh
+    db = np.stack([dzx.sum(axis=0), dzh.sum(axis=0)])
+    return (dzx @ k.W.T).reshape(T, B, I), dh.copy(), dW, dU, db

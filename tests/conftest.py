@@ -54,6 +54,16 @@ def make_problem(rng, T, B, I, H, dtype=np.float64, gates=4):
     )
 
 
+def make_gru_problem(rng, T, B, I, H, dtype=np.float64):
+    """make_problem for the GRU: W (I, 3H), U (H, 3H) and b (2, 3H), input-side and recurrent-side
+    biases; no cell state."""
+    p = make_problem(rng, T, B, I, H, dtype, gates=3)
+    k = 1 / np.sqrt(max(H, 1))
+    p["b"] = rng.uniform(-k, k, (2, 3 * H)).astype(dtype)
+    del p["c0"], p["dc_T"]
+    return p
+
+
 @pytest.fixture(params=fastlstm._config.available_simd())
 def simd(request):
     """Every SIMD kernel this CPU runs."""

@@ -156,3 +156,61 @@ def test_simd_level_from_environment(name, expected):
     out = subprocess.run([sys.executable, "-c", SIMD_FROM_ENVIRONMENT], env=env,
                          capture_output=True, text=True)
     assert out.stdout.strip() == expected, out.stderr
+
+
+def gru_call(m, **changes):
+    rng = np.random.default_rng(0)
+    args = dict(
+        xs=rng.standard_normal((T, B, I)), h0=np.zeros((B, H)), W=rng.standard_normal((I, 3 * H)),
+        U=rng.standard_normal((H, 3 * H)), b=np.zeros((2, 3 * H)),
+    )
+    args.update(changes)
+    return m.gru_forward(args["xs"], args["h0"], args["W"], args["U"], args["b"])
+
+
+GRU_SHAPE_ERRORS = [
+    ("xs", np.zeros((B, I)), r"xs: expected a 3-d array of shape \(T, B, I\), got shape \(2, 4\)"),
+    ("h0", np.zeros((B + 1, H)), r"h0: expected shape \(B, H\) = \(2, 5\), got \(3, 5\)"),
+    ("W", np.zeros((I, 4 * H)), r"W: expected shape \(I, 3H\) = \(4, 15\), got \(4, 20\)"),
+    ("W", np.zeros((I + 1, 3 * H)), r"W: expected shape \(I, 3H\) = \(4, 15\), got \(5, 15\)"),
+    ("U", np.zeros((H, 4 * H)), r"U: expected shape \(H, 3H\) = \(5, 15\) \(H = U.shape\[0\]\), got"),
+    ("U", np.zeros(3 * H), r"U: expected a 2-d array of shape \(H, 3H\), got shape \(15,\)"),
+    ("b", np.zeros(3 * H), r"b: expected shape \(2, 3H\) = \(2, 15\), got \(15,\)"),
+    ("b", np.zeros((1, 3 * H)), r"b: expected shape \(2, 3H\) = \(2, 15\), got \(1, 15\)"),
+    ("b", np.zeros((2, 4 * H)), r"b: expected shape \(2, 3H\) = \(2, 15\), got \(2, 20\)"),
+]
+
+
+@MODULES
+@pytest.mark.parametrize("name, value, message", GRU_SHAPE_ERRORS)
+def test_gru_shape_errors(m, name, value, message):
+    with pytest.raises(ValueError, match=message):
+        gru_call(m, **{name: value})
+
+
+@MODULES
+def test_gru_dtype_error(m):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        gru_call(m, b=np.zeros((2, 3 * H), complex))
+
+
+@MODULES
+def test_gru_backward_and_cell_errors(m):
+    *_, cache = gru_call(m)
+    with pytest.raises(ValueError, match=r"dhs: expected shape \(T, B, H\) = \(3, 2, 5\), got \(3, 2, 4\)"):
+        m.gru_backward(np.zeros((T, B, H - 1)), None, cache)
+    with pytest.raises(ValueError, match=r"dh_T: expected shape \(B, H\) = \(2, 5\), got \(5, 2\)"):
+        m.gru_backward(None, np.zeros((H, B)), cache)
+    W, U, b = np.zeros((I, 3 * H)), np.zeros((H, 3 * H)), np.zeros((2, 3 * H))
+    with pytest.raises(ValueError, match=r"h_prev: expected shape \(B, H\) = \(2, 5\)"):
+        m.gru_cell_forward(np.zeros((B, I)), np.zeros((B, 1)), W, U, b)
+    _, cell_cache = m.gru_cell_forward(np.zeros((B, I)), None, W, U, b)
+    with pytest.raises(ValueError, match=r"dh: expected shape \(B, H\) = \(2, 5\)"):
+        m.gru_cell_backward(np.zeros((B, H + 1)), cell_cache)
+    with pytest.raises(TypeError, match="cache: expected the cache returned by .*gru_forward"):
+        m.gru_backward(None, None, cell_cache)
+    with pytest.raises(TypeError, match="cache: expected the cache returned by .*gru_cell_forward"):
+        m.gru_cell_backward(None, cache)
+    *_, lstm_cache = lstm_call(m)
+    with pytest.raises(TypeError, match="cache: expected the cache returned by .*gru_forward"):
+        m.gru_backward(None, None, lstm_cache)

@@ -2,7 +2,7 @@
 outputs are new C-contiguous arrays."""
 import numpy as np
 import pytest
-from conftest import assert_all_close, assert_close, make_problem
+from conftest import assert_all_close, assert_close, make_gru_problem, make_problem
 
 import fastlstm
 from fastlstm import reference as ref
@@ -136,3 +136,44 @@ def test_saturating_activations(dtype):
     want = ref.lstm_forward(xs, None, None, W, U, b)
     assert np.all(np.isfinite(got[0]))
     assert_all_close(got[:3], want[:3], ["hs", "h_T", "c_T"])
+
+
+GRU_ARGS = ["xs", "h0", "W", "U", "b"]
+
+
+def gru_forward_backward(module, args, grads):
+    hs, h_T, cache = module.gru_forward(*args)
+    return [hs, h_T, *module.gru_backward(*grads, cache)]
+
+
+def test_gru_strided_transposed_and_readonly_inputs(rng):
+    p = make_gru_problem(rng, 4, 3, 5, 6)
+    expected = gru_forward_backward(ref, [p[k] for k in GRU_ARGS], [p["dhs"], p["dh_T"]])
+    b_fortran = np.asfortranarray(p["b"])  # (2, 3H) in column order
+    U_view = np.ascontiguousarray(p["U"].T).T
+    W_readonly = p["W"].copy()
+    W_readonly.flags.writeable = False
+    xs_strided = np.repeat(p["xs"], 2, axis=2)[:, :, ::2]
+    args = [xs_strided, p["h0"][::-1].copy()[::-1], W_readonly, U_view, b_fortran]
+    got = gru_forward_backward(fastlstm, args, [p["dhs"][::-1].copy()[::-1], p["dh_T"]])
+    assert not b_fortran.flags.c_contiguous and not U_view.flags.c_contiguous
+    for a, e in zip(got, expected):
+        assert_close(a, e)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_gru_non_finite_values_propagate_like_reference(rng, dtype, bad):
+    p = make_gru_problem(rng, 4, 3, 5, 6, dtype=dtype)
+    p["xs"][1, 0, 2] = bad
+    p["U"][0, 3] = bad
+    p["dhs"][2, 1, 1] = bad
+    with np.errstate(all="ignore"):
+        want = gru_forward_backward(ref, [p[k] for k in GRU_ARGS], [p["dhs"], p["dh_T"]])
+        got = gru_forward_backward(fastlstm, [p[k] for k in GRU_ARGS], [p["dhs"], p["dh_T"]])
+    for name, a, e in zip(["hs", "h_T", "dxs", "dh0", "dW", "dU", "db"], got, want):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"{name}: NaN pattern")
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(e), err_msg=f"{name}: +inf")
+        np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg=f"{name}: -inf")
+        finite = np.isfinite(e)
+        assert_close(a[finite], e[finite], dtype)

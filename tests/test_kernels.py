@@ -2,7 +2,7 @@
 shapes, every SIMD kernel, and bitwise-identical results for any thread count."""
 import numpy as np
 import pytest
-from conftest import assert_all_close, assert_close, make_problem
+from conftest import assert_all_close, assert_close, make_gru_problem, make_problem
 
 import fastlstm
 from fastlstm import reference as ref
@@ -265,3 +265,135 @@ def test_cell_weights_at_any_alignment(rng, offset):
     assert_all_close((h, c), (ref_h, ref_c), ["h", "c"])
     assert_all_close(grads, ref.lstm_cell_backward(p["dh_T"], p["dc_T"], ref_cache),
                      ["dx", "dh_prev", "dc_prev", "dW", "dU", "db"])
+
+
+# ---- GRU ------------------------------------------------------------------------------------------
+
+GRU_GRADS = ["dxs", "dh0", "dW", "dU", "db"]
+# (T, B, I, H): T = 0, 1, 5; B = 1, 3; H = 1, 3, 17; I != H
+GRU_SHAPES = [
+    (0, 3, 2, 3),
+    (1, 1, 1, 1),
+    (1, 3, 5, 3),
+    (5, 1, 7, 17),
+    (5, 3, 4, 17),
+    (5, 3, 17, 1),
+    (3, 2, 1, 65),
+    (4, 25, 19, 40),
+]
+
+
+def gru_both(p, h0=True):
+    """(fastlstm, reference) results of forward then backward."""
+    results = []
+    for module in (fastlstm, ref):
+        hs, h_T, cache = module.gru_forward(
+            p["xs"], p["h0"] if h0 else None, p["W"], p["U"], p["b"]
+        )
+        results.append(((hs, h_T), module.gru_backward(p["dhs"], p["dh_T"], cache)))
+    return results
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", GRU_SHAPES, ids=lambda s: "T%d-B%d-I%d-H%d" % s)
+def test_gru_matches_reference(rng, shape, dtype, simd):
+    p = make_gru_problem(rng, *shape, dtype=dtype)
+    (out, grads), (ref_out, ref_grads) = gru_both(p)
+    assert_all_close(out, ref_out, ["hs", "h_T"])
+    assert_all_close(grads, ref_grads, GRU_GRADS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_large_batch(rng, dtype):
+    """Enough rows and columns to cross the GEMM's cache blocks (mc, kc, nc) and edge tiles."""
+    p = make_gru_problem(rng, 9, 70, 301, 130, dtype=dtype)
+    (out, grads), (ref_out, ref_grads) = gru_both(p)
+    assert_all_close(out, ref_out, ["hs", "h_T"])
+    assert_all_close(grads, ref_grads, GRU_GRADS)
+
+
+@pytest.mark.parametrize("missing", ["h0", "dhs", "dh_T"])
+def test_gru_optional_arguments(rng, missing):
+    p = make_gru_problem(rng, 4, 3, 5, 6)
+    if missing != "h0":
+        p[missing] = None
+    (out, grads), (ref_out, ref_grads) = gru_both(p, h0=missing != "h0")
+    assert_all_close(out, ref_out, ["hs", "h_T"])
+    assert_all_close(grads, ref_grads, GRU_GRADS)
+
+
+def test_gru_no_gradient_at_all(rng):
+    p = make_gru_problem(rng, 3, 2, 4, 5)
+    *_, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    for grad in fastlstm.gru_backward(None, None, cache):
+        assert not np.any(grad)
+
+
+def test_gru_zero_steps_returns_initial_state(rng):
+    p = make_gru_problem(rng, 0, 3, 4, 5)
+    hs, h_T, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    assert hs.shape == (0, 3, 5)
+    np.testing.assert_array_equal(h_T, p["h0"])
+    assert not np.shares_memory(h_T, p["h0"])
+    dxs, dh0, dW, dU, db = fastlstm.gru_backward(p["dhs"], p["dh_T"], cache)
+    assert dxs.shape == (0, 3, 4) and db.shape == (2, 15)
+    np.testing.assert_array_equal(dh0, p["dh_T"])
+    for grad in (dW, dU, db):
+        assert not np.any(grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_cell_matches_reference(rng, dtype, simd):
+    p = make_gru_problem(rng, 1, 3, 7, 17, dtype=dtype)
+    x = p["xs"][0]
+    results = []
+    for module in (fastlstm, ref):
+        h, cache = module.gru_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+        results.append(((h,), module.gru_cell_backward(p["dh_T"], cache)))
+    (out, grads), (ref_out, ref_grads) = results
+    assert_all_close(out, ref_out, ["h"])
+    assert_all_close(grads, ref_grads, ["dx", "dh_prev", "dW", "dU", "db"])
+
+
+# Steps of at least 2*B*(I+H)*3H = 512K flops, so that the kernels really start several threads.
+@pytest.mark.parametrize("shape", [(6, 9, 64, 90), (3, 40, 33, 130), (20, 1, 220, 230)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gru_bitwise_identical_for_any_thread_count(rng, shape, dtype):
+    p = make_gru_problem(rng, *shape, dtype=dtype)
+    runs = []
+    for n in (1, 2, 3):
+        with fastlstm.num_threads(n):
+            hs, h_T, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+            runs.append([hs, h_T, *fastlstm.gru_backward(p["dhs"], p["dh_T"], cache)])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_gru_equals_torch(rng):
+    """fastlstm's GRU is torch.nn.GRU with W = weight_ih_l0.T, U = weight_hh_l0.T and
+    b = [bias_ih_l0, bias_hh_l0]: outputs and every gradient, in float64."""
+    torch = pytest.importorskip("torch")
+    T, B, I, H = 6, 3, 5, 7
+    p = make_gru_problem(rng, T, B, I, H)
+    gru = torch.nn.GRU(I, H, dtype=torch.float64)
+    with torch.no_grad():
+        gru.weight_ih_l0.copy_(torch.from_numpy(p["W"].T.copy()))
+        gru.weight_hh_l0.copy_(torch.from_numpy(p["U"].T.copy()))
+        gru.bias_ih_l0.copy_(torch.from_numpy(p["b"][0]))
+        gru.bias_hh_l0.copy_(torch.from_numpy(p["b"][1]))
+    xs = torch.from_numpy(p["xs"]).requires_grad_()
+    h0 = torch.from_numpy(p["h0"][np.newaxis]).requires_grad_()
+    out, h_n = gru(xs, h0)
+    loss = (out * torch.from_numpy(p["dhs"])).sum() + (h_n[0] * torch.from_numpy(p["dh_T"])).sum()
+    loss.backward()
+    expected = [
+        out.detach().numpy(), h_n[0].detach().numpy(), xs.grad.numpy(), h0.grad[0].numpy(),
+        gru.weight_ih_l0.grad.numpy().T, gru.weight_hh_l0.grad.numpy().T,
+        np.stack([gru.bias_ih_l0.grad.numpy(), gru.bias_hh_l0.grad.numpy()]),
+    ]
+
+    hs, h_T, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    got = [hs, h_T, *fastlstm.gru_backward(p["dhs"], p["dh_T"], cache)]
+    for name, a, e in zip(["hs", "h_T"] + GRU_GRADS, got, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12, err_msg=name)

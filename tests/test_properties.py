@@ -122,3 +122,20 @@ def test_thread_counts_give_the_same_bits(shape, dtype, threads, seed):
 
     for a, b in zip(run(1), run(threads)):
         np.testing.assert_array_equal(a, b)
+
+
+@SETTINGS
+@given(shape=shapes, dtype=dtypes, scale=scales, layout=layouts, threads=st.integers(1, 3),
+       seed=st.integers(0, 2**32 - 1))
+def test_gru_equals_reference(shape, dtype, scale, layout, threads, seed):
+    p = problem(seed, shape, dtype, scale, gates=3)
+    p["b"] = np.stack([p["b"], p["b"][::-1]])  # (2, 3H): input-side and recurrent-side biases
+    args = [in_layout(p[k], layout) for k in ("xs", "h0", "W", "U", "b")]
+    want_out = ref.gru_forward(*args)
+    want = [*want_out[:2], *ref.gru_backward(p["dhs"], p["dh_T"], want_out[2])]
+    with fastlstm.num_threads(threads):
+        got_out = fastlstm.gru_forward(*args)
+        got = [*got_out[:2], *fastlstm.gru_backward(p["dhs"], p["dh_T"], got_out[2])]
+    for a, e in zip(got, want):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        assert_close_scaled(a, e)

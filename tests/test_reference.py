@@ -2,7 +2,7 @@
 cell T times equals the sequence functions."""
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import make_gru_problem, make_problem
 
 from fastlstm import reference as ref
 
@@ -140,3 +140,66 @@ def test_lstm_known_values():
     h, c, _ = ref.lstm_cell_forward(np.ones((B, I)), None, c_prev, W, U, b)
     np.testing.assert_allclose(c, 0.5 * c_prev)
     np.testing.assert_allclose(h, 0.5 * np.tanh(1.0))
+
+
+@pytest.mark.parametrize("T", [0, 1, 4])
+def test_gru_sequence_gradients(rng, T):
+    p = make_gru_problem(rng, T, 2, 3, 4)
+
+    def loss():
+        hs, h_T, _ = ref.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+        return np.sum(hs * p["dhs"]) + np.sum(h_T * p["dh_T"])
+
+    *_, cache = ref.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    names = ["xs", "h0", "W", "U", "b"]
+    grads = ref.gru_backward(p["dhs"], p["dh_T"], cache)
+    check_gradients(loss, dict(zip(names, grads)), {n: p[n] for n in names})
+
+
+def test_gru_cell_gradients(rng):
+    p = make_gru_problem(rng, 1, 3, 2, 5)
+    x = p["xs"][0]
+
+    def loss():
+        h, _ = ref.gru_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+        return np.sum(h * p["dh_T"])
+
+    _, cache = ref.gru_cell_forward(x, p["h0"], p["W"], p["U"], p["b"])
+    grads = ref.gru_cell_backward(p["dh_T"], cache)
+    names = ["x", "h0", "W", "U", "b"]
+    arrays = dict(x=x, h0=p["h0"], W=p["W"], U=p["U"], b=p["b"])
+    check_gradients(loss, dict(zip(names, grads)), arrays)
+
+
+def test_gru_cell_stepped_equals_sequence(rng):
+    T, B, I, H = 5, 3, 4, 2
+    p = make_gru_problem(rng, T, B, I, H)
+    hs, h_T, cache = ref.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
+    seq_grads = ref.gru_backward(p["dhs"], p["dh_T"], cache)
+
+    h, caches = p["h0"], []
+    for t in range(T):
+        h, step_cache = ref.gru_cell_forward(p["xs"][t], h, p["W"], p["U"], p["b"])
+        np.testing.assert_allclose(h, hs[t], rtol=1e-14, atol=1e-15)
+        caches.append(step_cache)
+    np.testing.assert_allclose(h, h_T, rtol=1e-14, atol=1e-15)
+
+    dh, dxs, dW, dU, db = p["dh_T"], [], 0, 0, 0
+    for t in reversed(range(T)):
+        dx, dh, dW_t, dU_t, db_t = ref.gru_cell_backward(dh + p["dhs"][t], caches[t])
+        dxs.insert(0, dx)
+        dW, dU, db = dW + dW_t, dU + dU_t, db + db_t
+    stepped = [np.stack(dxs), dh, dW, dU, db]
+    for name, a, e in zip(["dxs", "dh0", "dW", "dU", "db"], stepped, seq_grads):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_gru_known_values():
+    """A hand-checkable step: zero weights give r = z = 1/2 and n = tanh(b[0]_n + b[1]_n / 2)."""
+    B, I, H = 1, 2, 3
+    W, U = np.zeros((I, 3 * H)), np.zeros((H, 3 * H))
+    b = np.zeros((2, 3 * H))
+    b[0, 2 * H :], b[1, 2 * H :] = 0.25, 1.0  # the reset gate halves the recurrent bias only
+    h_prev = np.full((B, H), 2.0)
+    h, _ = ref.gru_cell_forward(np.ones((B, I)), h_prev, W, U, b)
+    np.testing.assert_allclose(h, 0.5 * np.tanh(0.25 + 0.5) + 0.5 * h_prev)
