@@ -7,6 +7,9 @@ those of :mod:`fastlstm.reference` (pure NumPy), so switching is one import line
     import fastlstm as lstm                   # C
 
 Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,).
+
+Layers with parameters, gradients and state, shaped like torch.nn's: :class:`LSTM`, :class:`RNN`,
+:class:`LSTMCell`, :class:`RNNCell` (``fastlstm.layers``).
 """
 from . import reference
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
@@ -20,10 +23,15 @@ from ._functions import (
     rnn_cell_forward,
     rnn_forward,
 )
+from .layers import LSTM, RNN, LSTMCell, RNNCell
 
 __version__ = "0.1.0"
 
 __all__ = reference.__all__ + [
+    "LSTM",
+    "RNN",
+    "LSTMCell",
+    "RNNCell",
     "reference",
     "get_num_threads",
     "set_num_threads",
