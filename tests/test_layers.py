@@ -209,6 +209,18 @@ def test_gradients_match_finite_differences(rng, kind):
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
+def test_readme_layer_example():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Layers\n", 1)[1]
+    source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(source, namespace)
+    assert namespace["out"].shape == (4, 50, 64) and namespace["h_n"].shape == (4, 4, 32)
+
+
 def test_layer_docstring_examples():
     failures, tried = doctest.testmod(layers, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
