@@ -1,0 +1,855 @@
+"""Recurrent layers with parameters, gradients and state: LSTM, RNN, LSTMCell, RNNCell.
+
+Shapes follow ``torch.nn.LSTM``: T time steps, B batch rows, I input features (``input_size``),
+H hidden units (``hidden_size``), L stacked layers (``num_layers``), D directions (2 if
+``bidirectional``, else 1), G = 4H for the LSTM and H for the RNN. Parameters are in fastlstm's
+layout, gate blocks [i | f | g | o] along the last axis::
+
+    W_l{k}{_reverse}   (I_k, G)     I_0 = I, I_k = D*H for k > 0
+    U_l{k}{_reverse}   (H, G)
+    b_l{k}{_reverse}   (G,)
+
+What this module does: keep parameters, gradients and the state between calls, stack layers, run
+the reverse direction on a time-reversed copy of its input, and convert weights from and to PyTorch
+and Keras. What it does not do: compute anything per time step. Each (layer, direction) is one
+whole-sequence call of the backend's ``lstm_forward`` / ``lstm_backward`` (``rnn_*`` for the RNN);
+the backend is ``fastlstm`` (the C kernels) unless another module with the same functions, such as
+``fastlstm.reference``, is given.
+
+Gradients accumulate, as ``.grad`` does in PyTorch: every ``backward`` adds into ``.grads`` and
+``zero_grad()`` resets them. That is what lets a cell be stepped T times and back-propagated T times,
+and what lets the chunks of truncated backpropagation through time add up.
+"""
+import importlib
+import inspect
+import json
+
+import numpy as np
+
+from ._validate import FLOAT_DTYPES
+
+__all__ = ["LSTM", "RNN", "LSTMCell", "RNNCell"]
+
+
+# ---- argument checks -----------------------------------------------------------------------------
+
+
+def _default_backend():
+    """The fastlstm package itself: the C kernels."""
+    return importlib.import_module(__package__)
+
+
+def _positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _float_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _array(name, value, symbols, sizes, dtype):
+    """`value` as a C-contiguous array of `dtype`; its shape must be `sizes` (None: any size).
+
+    `symbols` names each axis, e.g. ("T", "B", "I"). Real inputs (integer or float) are cast to the
+    layer's dtype; anything else is a TypeError naming the argument.
+    """
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from exc
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real (float32 or float64) array, "
+                        f"got dtype {array.dtype}")
+    if array.ndim != len(sizes) or any(s is not None and s != n for s, n in zip(sizes, array.shape)):
+        spelled = ", ".join(symbols) + ("," if len(symbols) == 1 else "")
+        known = ", ".join(sym if s is None else str(s) for sym, s in zip(symbols, sizes))
+        known += "," if len(sizes) == 1 else ""
+        raise ValueError(f"{name}: expected shape ({spelled}) = ({known}), got {array.shape}")
+    return np.ascontiguousarray(array, dtype)
+
+
+def _accepts_lengths(function):
+    """Whether `function` takes a ``lengths`` keyword (the variable-length kernels)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return "lengths" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def _to_numpy(value):
+    """A torch tensor (without importing torch) or anything array-like, as a NumPy array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _weights_dtype(array, config):
+    """The layer dtype of weights converted from another framework: config's, else the weights'."""
+    if "dtype" in config:
+        return config.pop("dtype")
+    return array.dtype if array.dtype in FLOAT_DTYPES else np.dtype(np.float32)
+
+
+def _merge_config(inferred, config, source):
+    """Constructor arguments: the sizes `inferred` from the weights, which `config` may repeat but
+    not contradict, and the rest of `config` (batch_first, dtype, backend, ...)."""
+    for key, value in inferred.items():
+        if key in config and config[key] != value:
+            raise ValueError(f"{key}: {source} has {key}={value!r}, but {config[key]!r} was given")
+    return {**config, **inferred}
+
+
+# ---- what every layer and cell shares: parameters, gradients, save and load ----------------------
+
+
+class _Module:
+    """Parameters and gradients in two dicts with the same keys; save/load to .npz."""
+
+    _kind = None  # "lstm" or "rnn": the backend functions are {kind}_forward, {kind}_backward, ...
+    _gates = None  # gate blocks along the last axis of W, U and b: 4 (LSTM) or 1 (RNN)
+    _state_names = None  # ("h_0", "c_0") or ("h_0",): one array each, or a tuple when several
+
+    def _init_params(self, shapes, seed, unit_forget_bias):
+        """params uniform in +-1/sqrt(H) like torch; the forget-gate bias 1 if unit_forget_bias."""
+        rng = np.random.default_rng(seed)
+        k = 1 / np.sqrt(self.hidden_size)
+        self.params = {name: rng.uniform(-k, k, shape).astype(self.dtype) for name, shape in shapes}
+        if unit_forget_bias:
+            H = self.hidden_size
+            for name, p in self.params.items():
+                if name.split("_")[0] == "b":
+                    p[..., H : 2 * H] = 1
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.dstate = None
+
+    def _bias_from_torch(self, bias_ih, bias_hh):
+        """Our b from torch's two biases (a GRU, whose b keeps both, overrides this)."""
+        return bias_ih + bias_hh
+
+    def _bias_to_torch(self, b):
+        """torch's (bias_ih, bias_hh) from our b: all of it in bias_ih."""
+        return b.copy(), np.zeros_like(b)
+
+    def _set_param(self, name, value):
+        target = self.params[name]
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{name}: expected shape {target.shape}, got {value.shape}")
+        target[...] = value
+
+    def _pack_state(self, arrays):
+        """Several states as a tuple (LSTM: (h, c)), one as itself (RNN: h)."""
+        return tuple(arrays) if len(self._state_names) > 1 else arrays[0]
+
+    def _unpack_state(self, name, state, symbols, sizes):
+        """A list with one checked array (or None) per state from a state argument like torch's."""
+        n = len(self._state_names)
+        if state is None:
+            return [None] * n
+        if n > 1:
+            if not isinstance(state, (tuple, list)) or len(state) != n:
+                raise ValueError(
+                    f"{name}: expected a tuple ({', '.join(self._state_names)}) or None, "
+                    f"got {type(state).__name__}"
+                )
+            items = [(f"{name}[{i}] ({s})", v)
+                     for i, (s, v) in enumerate(zip(self._state_names, state))]
+        else:
+            items = [(name, state)]
+        return [None if v is None else _array(label, v, symbols, sizes, self.dtype)
+                for label, v in items]
+
+    def _function(self, name):
+        return getattr(self.backend, f"{self._kind}_{name}")
+
+    def zero_grad(self):
+        """Set every gradient to zero (in place: the arrays in ``grads`` stay the same objects)."""
+        for g in self.grads.values():
+            g.fill(0)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- save and load --
+
+    def _config(self):
+        raise NotImplementedError
+
+    def save(self, path):
+        """Write the configuration and the parameters to the .npz file `path`.
+
+        NumPy adds the suffix ``.npz`` if `path` has none. Gradients, state and backend are not saved.
+        """
+        header = json.dumps({"class": type(self).__name__, "config": self._config()})
+        np.savez(path, __fastlstm__=np.array(header), **self.params)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """A layer of this class with the configuration and parameters saved in `path`."""
+        with np.load(path, allow_pickle=False) as data:
+            if "__fastlstm__" not in data.files:
+                raise ValueError(f"path: {path} was not written by fastlstm's save()")
+            header = json.loads(str(data["__fastlstm__"]))
+            if header["class"] != cls.__name__:
+                raise ValueError(
+                    f"path: {path} holds a fastlstm.{header['class']}, not a fastlstm.{cls.__name__}"
+                )
+            layer = cls(**header["config"], backend=backend)
+            names = sorted(n for n in data.files if n != "__fastlstm__")
+            if names != sorted(layer.params):
+                raise ValueError(f"path: parameters {names} do not match {sorted(layer.params)}")
+            for name in names:
+                layer._set_param(name, data[name])
+        return layer
+
+
+# ---- stacked, optionally bidirectional sequence layers -------------------------------------------
+
+
+class _Sequence(_Module):
+    _torch_class = None  # "LSTM" or "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, dtype="float32", seed=None, backend=None,
+                 _unit_forget_bias=False):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        self.bidirectional = bool(bidirectional)
+        self.batch_first = bool(batch_first)
+        self.dtype = _float_dtype(dtype)
+        self.backend = _default_backend() if backend is None else backend
+        self._saved = None
+        self._init_params(self._param_shapes(), seed, _unit_forget_bias)
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def _param_shapes(self):
+        H, D = self.hidden_size, self.num_directions
+        G = self._gates * H
+        for k in range(self.num_layers):
+            I_k = self.input_size if k == 0 else D * H
+            for s in self._suffixes():
+                yield f"W_l{k}{s}", (I_k, G)
+                yield f"U_l{k}{s}", (H, G)
+                yield f"b_l{k}{s}", (G,)
+
+    def _config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    num_layers=self.num_layers, bidirectional=self.bidirectional,
+                    batch_first=self.batch_first, dtype=self.dtype.name)
+
+    def __repr__(self):
+        c = self._config()
+        args = ", ".join(f"{k}={v!r}" for k, v in list(c.items())[2:])
+        return f"{type(self).__name__}({c['input_size']}, {c['hidden_size']}, {args})"
+
+    # -- the forward and backward passes --
+
+    def _layout(self, name, last):
+        """Symbols and sizes of a (T, B, last) sequence argument in this layer's layout."""
+        if self.batch_first:
+            return name, ("B", "T", last[0]), (None, None, last[1])
+        return name, ("T", "B", last[0]), (None, None, last[1])
+
+    def _time_major(self, name, value, last, T=None, B=None):
+        name, symbols, sizes = self._layout(name, last)
+        if T is not None:
+            sizes = (B, T, sizes[2]) if self.batch_first else (T, B, sizes[2])
+        array = _array(name, value, symbols, sizes, self.dtype)
+        return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
+
+    def _lengths(self, lengths, T, B):
+        """Checked lengths (B,) as np.intp, or None; NotImplementedError if the backend lacks them."""
+        if lengths is None:
+            return None
+        array = np.asarray(lengths)
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"lengths: expected integers, got dtype {array.dtype}")
+        if array.shape != (B,):
+            raise ValueError(f"lengths: expected shape (B,) = ({B},), got {array.shape}")
+        if B and (array.min() < 0 or array.max() > T):
+            raise ValueError(f"lengths: expected values in [0, T] = [0, {T}], got {array.tolist()}")
+        if not all(_accepts_lengths(self._function(f)) for f in ("forward", "backward")):
+            raise NotImplementedError("lengths: coming with variable-length kernel support")
+        return np.ascontiguousarray(array, np.intp)
+
+    @staticmethod
+    def _reverse_time(a, index):
+        """a (T, B, n) with each sequence reversed in time within its own length; its own inverse.
+
+        `index` is None (every sequence is T long: a flipped copy) or (T, B) with
+        index[t, b] = lengths[b]-1-t for t < lengths[b], else t (padding stays where it is).
+        """
+        if index is None:
+            return np.ascontiguousarray(a[::-1])
+        return np.take_along_axis(a, index[:, :, np.newaxis], axis=0)
+
+    def forward(self, x, state=None, lengths=None):
+        """Run the stacked layers over a whole sequence.
+
+        Parameters
+        ----------
+        x : array_like, shape (T, B, I), or (B, T, I) if batch_first
+            Cast to the layer's dtype.
+        state : None, or (h_0, c_0) for the LSTM, h_0 for the RNN; each (num_layers*D, B, H)
+            Initial state; None means zeros (also for either of h_0, c_0). Row k*D + d is layer k's
+            direction d (0 forward, 1 reverse), as in torch.
+        lengths : array_like of int, shape (B,), optional
+            Each sequence's length (variable-length batch). Needs a backend whose functions take a
+            ``lengths`` keyword; until the kernels do, NotImplementedError.
+
+        Returns
+        -------
+        out : ndarray, shape (T, B, D*H), or (B, T, D*H) if batch_first
+            The last layer's hidden states, [forward | reverse] along the last axis; zero past each
+            sequence's length.
+        state : (h_n, c_n) for the LSTM, h_n for the RNN; each (num_layers*D, B, H)
+            The final state: pass it to the next call to continue the sequences (unidirectional).
+        """
+        xs = self._time_major("x", x, ("I", self.input_size))
+        T, B = xs.shape[:2]
+        H, D, S = self.hidden_size, self.num_directions, len(self._state_names)
+        states = self._unpack_state("state", state, ("L*D", "B", "H"), (self.num_layers * D, B, H))
+        lengths = self._lengths(lengths, T, B)
+        extra = {} if lengths is None else {"lengths": lengths}
+        index = mask = None
+        if lengths is not None:
+            t = np.arange(T)[:, np.newaxis]
+            index = np.where(t < lengths, lengths - 1 - t, t)
+            mask = (t < lengths)[:, :, np.newaxis]
+
+        forward = self._function("forward")
+        finals = [np.empty((self.num_layers * D, B, H), self.dtype) for _ in range(S)]
+        caches = []
+        layer_input = xs
+        for k in range(self.num_layers):
+            outs = []
+            for d, s in enumerate(self._suffixes()):
+                j = k * D + d
+                W, U, b = (self.params[f"{p}_l{k}{s}"] for p in "WUb")
+                seq = self._reverse_time(layer_input, index) if d else layer_input
+                hs, *final, cache = forward(
+                    seq, *[None if a is None else a[j] for a in states], W, U, b, **extra
+                )
+                outs.append(self._reverse_time(hs, index) if d else hs)
+                for a, f in zip(finals, final):
+                    a[j] = f
+                caches.append(cache)
+            # A new array: hs shares memory with its cache, which must stay unmodified.
+            layer_input = np.concatenate(outs, axis=2) if D == 2 else outs[0].copy()
+            if mask is not None:
+                layer_input *= mask
+        self._saved = dict(caches=caches, T=T, B=B, index=index, mask=mask, extra=extra)
+        out = layer_input
+        if self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        return out, self._pack_state(finals)
+
+    def backward(self, dout, dstate=None):
+        """Backpropagation through time for the last :meth:`forward`.
+
+        Parameters
+        ----------
+        dout : array_like or None, shape of ``out``
+            Gradient with respect to ``out``; None means zero.
+        dstate : None, or (dh_n, dc_n) for the LSTM, dh_n for the RNN; each (num_layers*D, B, H)
+            Gradient with respect to the final state; None means zero.
+
+        Returns
+        -------
+        dx : ndarray, shape of ``x``
+            Gradient with respect to ``x``.
+
+        Adds the parameters' gradients into ``grads`` (see :meth:`zero_grad`) and sets ``dstate``
+        to the gradient with respect to the forward's initial ``state``, in its structure (for
+        truncated BPTT: pass it as ``dstate`` to the backward of the previous chunk).
+        """
+        if self._saved is None:
+            raise RuntimeError("backward: call forward first")
+        saved = self._saved
+        T, B, H, D = saved["T"], saved["B"], self.hidden_size, self.num_directions
+        S = len(self._state_names)
+        d_out = None
+        if dout is not None:
+            d_out = self._time_major("dout", dout, ("D*H", D * H), T, B)
+            if saved["mask"] is not None:  # out is zero past each end whatever dout says there
+                d_out = d_out * saved["mask"]
+        dfinals = self._unpack_state("dstate", dstate, ("L*D", "B", "H"), (self.num_layers * D, B, H))
+        dinitial = [np.empty((self.num_layers * D, B, H), self.dtype) for _ in range(S)]
+        backward = self._function("backward")
+        index = saved["index"]
+        for k in reversed(range(self.num_layers)):
+            d_in = None
+            for d, s in enumerate(self._suffixes()):
+                j = k * D + d
+                dhs = None
+                if d_out is not None:
+                    dhs = np.ascontiguousarray(d_out[:, :, d * H : (d + 1) * H])
+                    if d:
+                        dhs = self._reverse_time(dhs, index)
+                dxs, *rest = backward(
+                    dhs, *[None if a is None else a[j] for a in dfinals], saved["caches"][j],
+                    **saved["extra"]
+                )
+                dinit, dparams = rest[:S], rest[S:]
+                if d:
+                    dxs = self._reverse_time(dxs, index)
+                d_in = dxs if d_in is None else d_in + dxs
+                for a, g in zip(dinitial, dinit):
+                    a[j] = g
+                for p, g in zip("WUb", dparams):
+                    self.grads[f"{p}_l{k}{s}"] += g
+            d_out = d_in
+        self.dstate = self._pack_state(dinitial)
+        return np.ascontiguousarray(d_out.transpose(1, 0, 2)) if self.batch_first else d_out
+
+    # -- PyTorch and Keras --
+
+    @classmethod
+    def _from_torch_checks(cls, module):
+        pass
+
+    @classmethod
+    def from_torch(cls, module_or_state_dict, **config):
+        """A layer with the weights of a ``torch.nn.{LSTM,RNN}`` or of its ``state_dict()``.
+
+        Sizes, num_layers and bidirectional come from the weights' names and shapes; batch_first
+        from the module (if given); dtype from the weights (float32 unless they are float64).
+        ``config`` may set batch_first, dtype, backend. W = weight_ih.T, U = weight_hh.T,
+        b = bias_ih + bias_hh (zeros for a module built with bias=False).
+        """
+        source = module_or_state_dict
+        if hasattr(source, "state_dict"):
+            cls._from_torch_checks(source)
+            if hasattr(source, "batch_first"):
+                config.setdefault("batch_first", bool(source.batch_first))
+            source = source.state_dict()
+        sd = {k: _to_numpy(v) for k, v in dict(source).items()}
+        if any(k.startswith("weight_hr") for k in sd):
+            raise ValueError(
+                "module_or_state_dict: LSTM with proj_size (weight_hr_l*) is not supported")
+        if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
+            raise ValueError(
+                "module_or_state_dict: expected torch weights named weight_ih_l0, weight_hh_l0, ...; "
+                f"got keys {sorted(sd)}"
+            )
+        num_layers = 0
+        while f"weight_ih_l{num_layers}" in sd:
+            num_layers += 1
+        G, I = sd["weight_ih_l0"].shape
+        H = sd["weight_hh_l0"].shape[1]
+        if G != cls._gates * H:
+            raise ValueError(
+                f"module_or_state_dict: weight_ih_l0 has {G} rows, a torch {cls._torch_class} "
+                f"has {cls._gates}*H = {cls._gates * H} (H = weight_hh_l0.shape[1])"
+            )
+        inferred = dict(input_size=int(I), hidden_size=int(H), num_layers=num_layers,
+                        bidirectional="weight_ih_l0_reverse" in sd)
+        dtype = _weights_dtype(sd["weight_ih_l0"], config)
+        layer = cls(**_merge_config(inferred, config, "the torch module"), dtype=dtype)
+        for k in range(num_layers):
+            for s in layer._suffixes():
+                def get(name):
+                    key = f"{name}_l{k}{s}"
+                    if key not in sd:
+                        raise ValueError(f"module_or_state_dict: {key} is missing")
+                    return sd[key]
+                layer._set_param(f"W_l{k}{s}", get("weight_ih").T)
+                layer._set_param(f"U_l{k}{s}", get("weight_hh").T)
+                if f"bias_ih_l{k}{s}" in sd:
+                    layer._set_param(f"b_l{k}{s}", layer._bias_from_torch(
+                        get("bias_ih").astype(layer.dtype), get("bias_hh").astype(layer.dtype)))
+                else:
+                    layer.params[f"b_l{k}{s}"][...] = 0
+        return layer
+
+    def to_torch_state_dict(self):
+        """The parameters as NumPy arrays named and shaped as a torch module's state_dict.
+
+        The whole bias goes into bias_ih and zeros into bias_hh (torch only uses their sum). Load
+        it with ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
+        """
+        sd = {}
+        for k in range(self.num_layers):
+            for s in self._suffixes():
+                sd[f"weight_ih_l{k}{s}"] = np.ascontiguousarray(self.params[f"W_l{k}{s}"].T)
+                sd[f"weight_hh_l{k}{s}"] = np.ascontiguousarray(self.params[f"U_l{k}{s}"].T)
+                sd[f"bias_ih_l{k}{s}"], sd[f"bias_hh_l{k}{s}"] = self._bias_to_torch(
+                    self.params[f"b_l{k}{s}"])
+        return sd
+
+    def to_torch(self):
+        """A ``torch.nn.{LSTM,RNN}`` with this layer's configuration and weights (imports torch)."""
+        import torch
+
+        module = getattr(torch.nn, self._torch_class)(
+            self.input_size, self.hidden_size, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, batch_first=self.batch_first,
+            dtype=getattr(torch, self.dtype.name),
+        )
+        sd = self.to_torch_state_dict()
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        return module
+
+    @classmethod
+    def from_keras(cls, layer_or_weights, **config):
+        """A one-layer layer with the weights of a Keras ``LSTM`` / ``SimpleRNN`` layer.
+
+        Parameters
+        ----------
+        layer_or_weights : object with ``get_weights()``, or a list of arrays
+            ``[kernel (I, G), recurrent_kernel (H, G), bias (G,)]`` (Keras' gate order i, f, c, o
+            is fastlstm's, so the arrays are used as they are), or the six arrays of a
+            ``Bidirectional`` wrapper (forward layer's, then backward layer's; merge_mode "concat").
+        **config
+            batch_first (default True: Keras' data is batch-major), dtype (default the kernel's),
+            backend.
+
+        If the object has ``get_config()``, its activations must be tanh (and sigmoid for the
+        LSTM's recurrent activation) and it must not run backwards.
+        """
+        source = layer_or_weights
+        if hasattr(source, "get_weights"):
+            _check_keras_config(source, cls._gates > 1)
+            source = source.get_weights()
+        arrays = [np.asarray(a) for a in source]
+        if len(arrays) not in (3, 6):
+            raise ValueError(
+                "layer_or_weights: expected [kernel (I, G), recurrent_kernel (H, G), bias (G,)] "
+                f"or the 6 arrays of a Bidirectional layer, got {len(arrays)} arrays"
+            )
+        kernel, recurrent = arrays[0], arrays[1]
+        if kernel.ndim != 2 or recurrent.ndim != 2:
+            raise ValueError("layer_or_weights: kernel and recurrent_kernel must be 2-d")
+        I, H = kernel.shape[0], recurrent.shape[0]
+        G = cls._gates * H
+        for i, (name, shape) in enumerate([("kernel", (I, G)), ("recurrent_kernel", (H, G)),
+                                           ("bias", (G,))] * (len(arrays) // 3)):
+            if arrays[i].shape != shape:
+                raise ValueError(f"layer_or_weights: {name} expected shape {shape}, "
+                                 f"got {arrays[i].shape}")
+        config.setdefault("batch_first", True)
+        inferred = dict(input_size=int(I), hidden_size=int(H), num_layers=1,
+                        bidirectional=len(arrays) == 6)
+        dtype = _weights_dtype(kernel, config)
+        layer = cls(**_merge_config(inferred, config, "the Keras layer"), dtype=dtype)
+        for s, start in zip(layer._suffixes(), (0, 3)):
+            for p, a in zip("WUb", arrays[start : start + 3]):
+                layer._set_param(f"{p}_l0{s}", a)
+        return layer
+
+
+def _check_keras_config(layer, gated):
+    """A Keras layer's activations must be those fastlstm computes."""
+    if not hasattr(layer, "get_config"):
+        return
+    config = layer.get_config()
+    if "layer" in config:  # Bidirectional: the wrapped layer's config, possibly serialized
+        if config.get("merge_mode", "concat") != "concat":
+            raise ValueError(f"layer_or_weights: merge_mode {config['merge_mode']!r}: only 'concat'")
+        inner = config["layer"]
+        config = inner.get("config", inner)
+    activations = {"activation": "tanh"}
+    if gated:
+        activations["recurrent_activation"] = "sigmoid"
+    for key, expected in activations.items():
+        value = config.get(key, expected)
+        if value != expected:
+            raise ValueError(f"layer_or_weights: {key} is {value!r}; fastlstm computes {expected!r}")
+    if config.get("go_backwards", False):
+        raise ValueError("layer_or_weights: go_backwards=True is not supported")
+
+
+class LSTM(_Sequence):
+    """A stacked, optionally bidirectional LSTM over whole sequences, shaped like ``torch.nn.LSTM``.
+
+    Per layer and direction, with gate blocks [i | f | g | o] along the last axis::
+
+        z   = x_t @ W + h_{t-1} @ U + b
+        i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);   g = tanh(z_g)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    Layer k+1's input is layer k's output, [forward | reverse] along the last axis. The reverse
+    direction runs on the time-reversed sequence and its output is reversed back.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        I and H.
+    num_layers : int
+        L stacked layers.
+    bidirectional : bool
+        D = 2 directions if True.
+    batch_first : bool
+        ``x`` and ``out`` are (B, T, .) instead of (T, B, .). States are (L*D, B, H) either way.
+    dtype : "float32" or "float64"
+        Of the parameters, of every output and gradient; inputs are cast to it.
+    seed : int, numpy.random.Generator or None
+        For ``np.random.default_rng``: parameters uniform in +-1/sqrt(H) like torch's (whose
+        bias_ih + bias_hh, though, spans +-2/sqrt(H)).
+    unit_forget_bias : bool
+        Set the forget-gate bias to 1 (Keras' option), which helps learn long dependencies.
+    backend : module, optional
+        Provides ``lstm_forward`` and ``lstm_backward``: ``fastlstm`` (default, the C kernels) or
+        ``fastlstm.reference`` (NumPy).
+
+    Attributes
+    ----------
+    params, grads : dict of ndarray
+        Same keys: ``W_l{k}`` (I_k, 4H), ``U_l{k}`` (H, 4H), ``b_l{k}`` (4H,), and with a
+        ``_reverse`` suffix for the reverse direction. ``grads`` accumulate (see ``zero_grad``).
+    dstate : (ndarray, ndarray)
+        After ``backward``: gradient with respect to the forward's initial (h_0, c_0).
+
+    Shapes
+    ------
+    x : (T, B, I) or (B, T, I);  out : (T, B, D*H) or (B, T, D*H)
+    h_0, c_0, h_n, c_n : (L*D, B, H), row k*D + d for layer k, direction d
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> lstm = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((5, 2, 3))      # (T, B, I)
+    >>> out, (h_n, c_n) = lstm(x)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((5, 2, 8), (4, 2, 4), (4, 2, 4))
+    >>> dx = lstm.backward(np.ones_like(out))
+    >>> dx.shape, lstm.grads["W_l1_reverse"].shape
+    ((5, 2, 3), (8, 16))
+    >>> ref = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0,
+    ...                     backend=fastlstm.reference)
+    >>> bool(np.allclose(ref(x)[0], out, atol=1e-5))
+    True
+    """
+
+    _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h_0", "c_0"), "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, dtype="float32", seed=None, unit_forget_bias=False,
+                 backend=None):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
+                         seed, backend, _unit_forget_bias=self.unit_forget_bias)
+
+    def _config(self):
+        return {**super()._config(), "unit_forget_bias": self.unit_forget_bias}
+
+    @classmethod
+    def _from_torch_checks(cls, module):
+        if getattr(module, "proj_size", 0):
+            raise ValueError("module_or_state_dict: LSTM with proj_size is not supported")
+
+
+class RNN(_Sequence):
+    """A stacked, optionally bidirectional tanh RNN, shaped like ``torch.nn.RNN``.
+
+    Per layer and direction ``h_t = tanh(x_t @ W + h_{t-1} @ U + b)`` with W (I_k, H), U (H, H),
+    b (H,). Everything else, parameters included, is as in :class:`LSTM` with one state: ``state``
+    is h_0, the forward returns ``out, h_n`` and ``dstate`` is dh_0.
+
+    Shapes
+    ------
+    x : (T, B, I) or (B, T, I);  out : (T, B, D*H) or (B, T, D*H);  h_0, h_n : (L*D, B, H)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> rnn = fastlstm.RNN(3, 4, batch_first=True, seed=0)
+    >>> out, h_n = rnn(np.ones((2, 5, 3)))                           # (B, T, I)
+    >>> out.shape, h_n.shape, bool(np.array_equal(out[:, -1], h_n[0]))
+    ((2, 5, 4), (1, 2, 4), True)
+    """
+
+    _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h_0",), "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, dtype="float32", seed=None, backend=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
+                         seed, backend)
+
+    @classmethod
+    def _from_torch_checks(cls, module):
+        if getattr(module, "nonlinearity", "tanh") != "tanh":
+            raise ValueError(f"module_or_state_dict: nonlinearity {module.nonlinearity!r}; "
+                             "fastlstm.RNN computes tanh")
+
+
+# ---- one step at a time --------------------------------------------------------------------------
+
+
+class _Cell(_Module):
+    _torch_class = None
+
+    def __init__(self, input_size, hidden_size, dtype="float32", seed=None, backend=None,
+                 _unit_forget_bias=False):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.dtype = _float_dtype(dtype)
+        self.backend = _default_backend() if backend is None else backend
+        self._caches = []
+        G = self._gates * self.hidden_size
+        shapes = [("W", (self.input_size, G)), ("U", (self.hidden_size, G)), ("b", (G,))]
+        self._init_params(shapes, seed, _unit_forget_bias)
+
+    def _config(self):
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    dtype=self.dtype.name)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"dtype={self.dtype.name!r})")
+
+    def forward(self, x, state=None):
+        """One step; x (B, I), state as in torch's cell (None: zeros). Keeps the step's cache."""
+        x = _array("x", x, ("B", "I"), (None, self.input_size), self.dtype)
+        B, H = x.shape[0], self.hidden_size
+        states = self._unpack_state("state", state, ("B", "H"), (B, H))
+        *new, cache = self._function("cell_forward")(
+            x, *states, self.params["W"], self.params["U"], self.params["b"])
+        self._caches.append(cache)
+        return self._pack_state(new)
+
+    def _backward(self, dnew):
+        if not self._caches:
+            raise RuntimeError("backward: no forward step left to back-propagate")
+        cache = self._caches.pop()
+        dx, *rest = self._function("cell_backward")(*dnew, cache)
+        S = len(self._state_names)
+        for p, g in zip("WUb", rest[S:]):
+            self.grads[p] += g
+        self.dstate = self._pack_state(rest[:S])
+        return dx
+
+    def clear_steps(self):
+        """Forget the caches of forward steps that will not be back-propagated (e.g. inference)."""
+        self._caches.clear()
+
+    @classmethod
+    def from_torch(cls, module_or_state_dict, **config):
+        """A cell with the weights of a ``torch.nn.{LSTM,RNN}Cell`` or of its ``state_dict()``."""
+        source = module_or_state_dict
+        if hasattr(source, "state_dict"):
+            if getattr(source, "nonlinearity", "tanh") != "tanh":
+                raise ValueError("module_or_state_dict: only the tanh nonlinearity is supported")
+            source = source.state_dict()
+        sd = {k: _to_numpy(v) for k, v in dict(source).items()}
+        if "weight_ih" not in sd or "weight_hh" not in sd:
+            raise ValueError("module_or_state_dict: expected torch cell weights named weight_ih, "
+                             f"weight_hh, bias_ih, bias_hh; got keys {sorted(sd)}")
+        (G, I), H = sd["weight_ih"].shape, sd["weight_hh"].shape[1]
+        if G != cls._gates * H:
+            raise ValueError(f"module_or_state_dict: weight_ih has {G} rows, a torch "
+                             f"{cls._torch_class} has {cls._gates}*H = {cls._gates * H}")
+        dtype = _weights_dtype(sd["weight_ih"], config)
+        cell = cls(**_merge_config(dict(input_size=int(I), hidden_size=int(H)), config,
+                                   "the torch module"), dtype=dtype)
+        cell._set_param("W", sd["weight_ih"].T)
+        cell._set_param("U", sd["weight_hh"].T)
+        if "bias_ih" in sd:
+            cell._set_param("b", cell._bias_from_torch(sd["bias_ih"].astype(cell.dtype),
+                                                       sd["bias_hh"].astype(cell.dtype)))
+        else:
+            cell.params["b"][...] = 0
+        return cell
+
+    def to_torch_state_dict(self):
+        """weight_ih, weight_hh, bias_ih (the whole bias), bias_hh (zeros) as NumPy arrays."""
+        bias_ih, bias_hh = self._bias_to_torch(self.params["b"])
+        return dict(weight_ih=np.ascontiguousarray(self.params["W"].T),
+                    weight_hh=np.ascontiguousarray(self.params["U"].T),
+                    bias_ih=bias_ih, bias_hh=bias_hh)
+
+
+class LSTMCell(_Cell):
+    """One LSTM step with parameters, like ``torch.nn.LSTMCell``: ``h, c = cell(x, (h, c))``.
+
+    Parameters ``W`` (I, 4H), ``U`` (H, 4H), ``b`` (4H,), gate blocks [i | f | g | o], initialised
+    as in :class:`LSTM`. Each ``forward`` keeps its step's cache on a stack and each ``backward``
+    takes the most recent one, so T forward steps followed by T backward steps in reverse order are
+    backpropagation through time; gradients add up in ``grads`` (``zero_grad`` resets them), and
+    ``dstate`` holds (dh_prev, dc_prev) of the step just back-propagated, to add to the gradient of
+    the previous step's output. ``clear_steps()`` drops caches not to be back-propagated.
+
+    Shapes
+    ------
+    x : (B, I);  h, c : (B, H)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> cell = fastlstm.LSTMCell(3, 4, seed=0)
+    >>> h, c = cell(np.ones((2, 3)))
+    >>> h, c = cell(np.ones((2, 3)), (h, c))
+    >>> dx = cell.backward(np.ones((2, 4)))                 # the second step
+    >>> dx = cell.backward(np.ones((2, 4)) + cell.dstate[0], cell.dstate[1])   # the first
+    >>> dx.shape, cell.grads["U"].shape
+    ((2, 3), (4, 16))
+    """
+
+    _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h", "c"), "LSTMCell"
+
+    def __init__(self, input_size, hidden_size, dtype="float32", seed=None,
+                 unit_forget_bias=False, backend=None):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(input_size, hidden_size, dtype, seed, backend,
+                         _unit_forget_bias=self.unit_forget_bias)
+
+    def _config(self):
+        return {**super()._config(), "unit_forget_bias": self.unit_forget_bias}
+
+    def backward(self, dh, dc=None):
+        """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I).
+
+        dh, dc (B, H) or None are the gradients with respect to the step's h and c.
+        """
+        return self._backward((dh, dc))
+
+
+class RNNCell(_Cell):
+    """One tanh RNN step with parameters, like ``torch.nn.RNNCell``: ``h = cell(x, h)``.
+
+    ``h = tanh(x @ W + h_prev @ U + b)`` with W (I, H), U (H, H), b (H,); otherwise as
+    :class:`LSTMCell`, with ``dstate`` = dh_prev.
+
+    Shapes
+    ------
+    x : (B, I);  h : (B, H)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> cell = fastlstm.RNNCell(3, 4, dtype="float64", seed=0)
+    >>> h = cell(np.ones((2, 3)))
+    >>> dx = cell.backward(np.ones((2, 4)))
+    >>> h.shape, dx.shape, cell.dstate.shape
+    ((2, 4), (2, 3), (2, 4))
+    """
+
+    _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h",), "RNNCell"
+
+    def backward(self, dh):
+        """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I)."""
+        return self._backward((dh,))
