@@ -44,3 +44,20 @@ def test_lstm(benchmark, cases, dtype, threads, case, contender, pass_):
     bench.time_call(call)  # settle: outlast the threads that the previous benchmark left spinning
     result = benchmark(call)
     bench.check_close(result, expected[pass_], dtype, f"{kind}{contender} {pass_}")
+
+
+@pytest.mark.parametrize("pass_", bench.PASSES)
+@pytest.mark.parametrize("contender", list(bench.LAYER_CONTENDERS))
+@pytest.mark.parametrize("spec", bench.LAYERS, ids=bench._layer_label)
+def test_layer(benchmark, dtype, threads, spec, contender, pass_):
+    """A whole layer (stacked, bidirectional LSTM; GRU) on fastlstm, on the reference's functions
+    and as the torch module; each checked against the reference layer."""
+    if contender == "torch":
+        pytest.importorskip("torch")
+    problem = bench.make_layer_problem(spec, dtype)
+    expected = dict(zip(bench.PASSES, bench.setup_reference_layer(problem, threads)))[pass_]()
+    call = dict(zip(bench.PASSES, bench.LAYER_CONTENDERS[contender](problem, threads)))[pass_]
+    benchmark.group = f"layer {bench._layer_label(spec)} {pass_}"
+    bench.time_call(call)
+    result = benchmark(call)
+    bench.check_close(result, expected, dtype, f"layer {contender} {pass_}")

@@ -10,7 +10,7 @@ Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,); f
 nn.GRU) r, z, n along W (I, 3H), U (H, 3H) and b (2, 3H), the input-side and recurrent-side biases.
 
 Layers with parameters, gradients and state, shaped like torch.nn's: :class:`LSTM`, :class:`RNN`,
-:class:`LSTMCell`, :class:`RNNCell` (``fastlstm.layers``).
+:class:`GRU`, :class:`LSTMCell`, :class:`GRUCell`, :class:`RNNCell` (``fastlstm.layers``).
 """
 from . import reference
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
@@ -28,14 +28,16 @@ from ._functions import (
     rnn_cell_forward,
     rnn_forward,
 )
-from .layers import LSTM, RNN, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __version__ = "0.1.0"
 
 __all__ = reference.__all__ + [
     "LSTM",
+    "GRU",
     "RNN",
     "LSTMCell",
+    "GRUCell",
     "RNNCell",
     "reference",
     "get_num_threads",

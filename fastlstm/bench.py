@@ -14,6 +14,9 @@ FLOPs count the matrix products: forward = 2*T*B*(I+H)*4H, forward and backward 
 set against the machine's GEMM peak, measured in the same run (before and after the shapes) as
 NumPy's matmul of two 2048 x 2048 matrices.
 
+A third table times whole layers (``fastlstm.LSTM`` stacked and bidirectional, ``fastlstm.GRU``)
+against the same layer on the reference's functions and the equivalent torch module.
+
 A second table times a user's own step loop (the drop-in cell): T calls of ``lstm_cell_forward``,
 then for the backward T calls of ``lstm_cell_backward`` that carry dh and dc back and sum dW, dU, db,
 against the same loop over the reference's cell and over ``torch.nn.LSTMCell`` (its backward by
@@ -58,6 +61,11 @@ FULL = list(
 
 # the step loops of the cell table
 CELLS = [(100, 1, 64, 128)]
+
+# the layer table: (kind, num_layers, directions, (T, B, I, H))
+LAYERS = [("lstm", 2, 2, (50, 16, 256, 256)), ("gru", 1, 1, (50, 16, 256, 256))]
+LAYER_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+LAYER_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 PASSES = ("forward", "forward_backward")
 PASS_LABELS = {"forward": "fwd", "forward_backward": "fwd+bwd"}
@@ -270,6 +278,82 @@ CELL_CONTENDERS = {"fastlstm": setup_fastlstm_cell, "reference": setup_reference
                    "torch": setup_torch_cell}
 
 
+def make_layer_problem(spec, dtype="float32", seed=0):
+    """A seeded layer of `spec` (kind, num_layers, directions, (T, B, I, H)) on fastlstm, its
+    input x (T, B, I) and an output gradient dout (T, B, D*H)."""
+    kind, L, D, (T, B, I, H) = spec
+    layer = getattr(fastlstm, LAYER_CLASSES[kind])(I, H, num_layers=L, bidirectional=D == 2,
+                                                    dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    dout = rng.standard_normal((T, B, D * H)).astype(dtype)
+    return layer, x, dout
+
+
+def _layer_passes(layer, x, dout):
+    """forward and forward_backward of a layer, as a training step runs them."""
+
+    def forward():
+        return {"hs": layer(x)[0]}
+
+    def forward_backward():
+        out, _ = layer(x)
+        dx = layer.backward(dout)
+        layer.zero_grad()
+        return {"hs": out, "dxs": dx}
+
+    return forward, forward_backward
+
+
+def setup_fastlstm_layer(problem, threads):
+    layer, x, dout = problem
+    return tuple(_on_threads(call, threads) for call in _layer_passes(layer, x, dout))
+
+
+def setup_reference_layer(problem, threads):
+    """The same layer, its parameters copied, on the reference's functions."""
+    layer, x, dout = problem
+    twin = type(layer)(**layer._config(), backend=reference)
+    for name, p in layer.params.items():
+        twin.params[name][...] = p
+    return _layer_passes(twin, x, dout)
+
+
+def setup_torch_layer(problem, threads):
+    """The equivalent torch module (``layer.to_torch()``), its backward by autograd."""
+    import torch
+
+    torch.set_num_threads(threads)
+    layer, x, dout = problem
+    module = layer.to_torch()
+    xs, dout_t = torch.from_numpy(x), torch.from_numpy(dout)
+
+    def forward():
+        with torch.no_grad():
+            return {"hs": module(xs)[0].numpy()}
+
+    def forward_backward():
+        xs_leaf = xs.clone().requires_grad_()
+        module.zero_grad(set_to_none=True)
+        out = module(xs_leaf)[0]
+        out.backward(dout_t)
+        return {"hs": out.detach().numpy(), "dxs": xs_leaf.grad.numpy()}
+
+    return forward, forward_backward
+
+
+# the same for the layer table
+LAYER_CONTENDERS = {"fastlstm": setup_fastlstm_layer, "reference": setup_reference_layer,
+                    "torch": setup_torch_layer}
+
+
+def layer_flops_forward(spec):
+    """FLOPs of a layer's forward products: 2*T*B*(I_k+H)*G for every layer k and direction."""
+    kind, L, D, (T, B, I, H) = spec
+    G = LAYER_GATES[kind] * H
+    return sum(D * 2 * T * B * ((I if k == 0 else D * H) + H) * G for k in range(L))
+
+
 def torch_version():
     """torch's version if torch imports, else None."""
     try:
@@ -409,14 +493,26 @@ def bench_shape(shape, names, threads, dtype, repeat, contenders=CONTENDERS):
     `contenders` maps each name to its setup: :data:`CONTENDERS` (whole sequences) or
     :data:`CELL_CONTENDERS` (step loops).
     """
-    problem = make_problem(shape, dtype)
+    return _bench(make_problem(shape, dtype), shape, flops_forward(shape), names, threads, dtype,
+                  repeat, contenders)
+
+
+def bench_layer(spec, names, threads, dtype, repeat):
+    """Check, then time, the layer `spec` (see :data:`LAYERS`) on the contenders `names`."""
+    kind, L, D, shape = spec
+    record = _bench(make_layer_problem(spec, dtype), shape, layer_flops_forward(spec), names,
+                    threads, dtype, repeat, LAYER_CONTENDERS)
+    return {"layer": LAYER_CLASSES[kind], "num_layers": L, "bidirectional": D == 2, **record}
+
+
+def _bench(problem, shape, forward_flops, names, threads, dtype, repeat, contenders):
     calls = {}
     for name in names:
         calls.update(zip([(name, p) for p in PASSES], contenders[name](problem, threads)))
     verify(calls, dtype)
     ms = time_interleaved(calls, repeat)
     T, B, I, H = shape
-    flops = {"forward": flops_forward(shape), "forward_backward": 3 * flops_forward(shape)}
+    flops = {"forward": forward_flops, "forward_backward": 3 * forward_flops}
     gflops = {p: flops[p] / ms["fastlstm", p] / 1e6 for p in PASSES}
     return {
         "T": T, "B": B, "I": I, "H": H,
@@ -428,15 +524,18 @@ def bench_shape(shape, names, threads, dtype, repeat, contenders=CONTENDERS):
     }
 
 
-def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS):
-    """Benchmark every shape of `shapes`, then the step loops of `cells`, logging progress to stderr.
+def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS,
+        layers=LAYERS):
+    """Benchmark every shape of `shapes`, then the step loops of `cells` and the `layers`, logging
+    progress to stderr.
 
     Returns
     -------
     dict
         ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops``,
         ``results``: one record per shape with the times in ms of every contender and pass, and
-        ``cell_results``: the same for the step loops, with ``us_per_step``.
+        ``cell_results``: the same for the step loops, with ``us_per_step``, and ``layer_results``
+        for the layers.
     """
     version = torch_version() if use_torch else None
     torch_note = version or ("not installed" if use_torch else "not used (--no-torch)")
@@ -456,9 +555,13 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
             record["us_per_step"] = {name: {p: 1e3 * ms / shape[0] for p, ms in passes.items()}
                                      for name, passes in record["ms"].items()}
             cell_records.append(record)
+        layer_records = []
+        for k, spec in enumerate(layers, 1):
+            _log(f"[layer {k}/{len(layers)}] {_layer_label(spec)} ...")
+            layer_records.append(bench_layer(spec, names, threads, dtype, repeat))
         _log("measuring the GEMM peak again ...")
         peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
-    for record in records:
+    for record in records + layer_records:
         record["percent_of_peak"] = {p: 100 * record["gflops"][p] / peak for p in PASSES}
     return {
         "machine": machine_info(threads, dtype, torch_note),
@@ -469,6 +572,7 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         "gemm_peak_gflops": peak,
         "results": records,
         "cell_results": cell_records,
+        "layer_results": layer_records,
     }
 
 
@@ -477,6 +581,17 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
 
 def _shape_label(record):
     return f"{record['T']},{record['B']},{record['I']},{record['H']}"
+
+
+def _layer_label(spec_or_record):
+    """"LSTM x2 bi T,B,I,H" from a layer spec or a layer record."""
+    if isinstance(spec_or_record, dict):
+        r = spec_or_record
+        name, L, bi, shape = r["layer"], r["num_layers"], r["bidirectional"], _shape_label(r)
+    else:
+        kind, L, D, dims = spec_or_record
+        name, bi, shape = LAYER_CLASSES[kind], D == 2, ",".join(map(str, dims))
+    return f"{name} x{L} {'bi' if bi else 'uni'} {shape}"
 
 
 def _format_table(columns, rows, gap=2):
@@ -573,6 +688,14 @@ def format_report(report):
         text += ("\n\nThe drop-in cell: a Python loop of T cell calls (backward: T calls carrying "
                  "dh, dc and summing dW, dU, db; torch: LSTMCell and autograd)\n"
                  + _format_table(columns, rows))
+    if report["layer_results"]:
+        columns = [("", "layer (T,B,I,H)")] + [(title, PASS_LABELS[p]) for title in TABLE_GROUPS
+                                               for p in PASSES]
+        rows = [[_layer_label(r)] + [cell(r, p) for cell in TABLE_GROUPS.values() for p in PASSES]
+                for r in report["layer_results"]]
+        text += ("\n\nLayers: fastlstm.LSTM / GRU (x layers, uni- or bidirectional), the same layer "
+                 "on the reference's functions, and the torch module from layer.to_torch()\n"
+                 + _format_table(columns, rows))
     return text
 
 
@@ -631,6 +754,24 @@ def parse_shapes(text):
     return list(dict.fromkeys(shapes))
 
 
+def parse_layers(text):
+    """Parse "KIND:L:D:T,B,I,H;..." (or "none") into a list of layer specs (see :data:`LAYERS`)."""
+    if text.strip() == "none":
+        return []
+    specs = []
+    try:
+        for item in filter(str.strip, text.split(";")):
+            kind, L, D, dims = item.strip().split(":")
+            specs.append((kind, int(L), int(D), tuple(parse_shapes(dims)[0])))
+    except (ValueError, argparse.ArgumentTypeError):
+        specs = []
+    if not specs or any(k not in LAYER_CLASSES or L < 1 or D not in (1, 2) for k, L, D, _ in specs):
+        raise argparse.ArgumentTypeError(
+            f"expected 'KIND:L:D:T,B,I,H;...' (KIND lstm, gru or rnn; D 1 or 2) or 'none', "
+            f"got {text!r}")
+    return specs
+
+
 def _positive_int(text):
     try:
         n = int(text)
@@ -652,6 +793,10 @@ def add_arguments(parser):
     parser.add_argument("--cells", type=parse_shapes, default=CELLS, metavar="T,B,I,H;...",
                         help="the step loops of the cell table (default: %s)"
                         % ";".join(",".join(map(str, c)) for c in CELLS))
+    parser.add_argument("--layers", type=parse_layers, default=LAYERS, metavar="KIND:L:D:T,B,I,H;...",
+                        help="the layer table, e.g. lstm:2:2:50,16,256,256 (kind lstm, gru or rnn; "
+                        "L layers; D = 1 or 2 directions); 'none' for no layers (default: %s)"
+                        % ";".join(f"{k}:{L}:{D}:{','.join(map(str, d))}" for k, L, D, d in LAYERS))
     parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help="timed rounds; the minimum is kept (default: %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="leave torch.nn.LSTM out")
@@ -664,7 +809,7 @@ def cli(args):
     """Run the benchmark that the parsed `args` describe, print the table and write the files."""
     shapes = args.shapes or (QUICK if args.quick else FULL)
     report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
-                 cells=args.cells)
+                 cells=args.cells, layers=args.layers)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,13 +1,14 @@
-"""Recurrent layers with parameters, gradients and state: LSTM, RNN, LSTMCell, RNNCell.
+"""Recurrent layers with parameters, gradients and state: LSTM, GRU, RNN and their cells.
 
 Shapes follow ``torch.nn.LSTM``: T time steps, B batch rows, I input features (``input_size``),
 H hidden units (``hidden_size``), L stacked layers (``num_layers``), D directions (2 if
-``bidirectional``, else 1), G = 4H for the LSTM and H for the RNN. Parameters are in fastlstm's
-layout, gate blocks [i | f | g | o] along the last axis::
+``bidirectional``, else 1), G = 4H for the LSTM, 3H for the GRU and H for the RNN. Parameters are
+in fastlstm's layout, gate blocks along the last axis ([i | f | g | o] for the LSTM, [r | z | n]
+for the GRU)::
 
     W_l{k}{_reverse}   (I_k, G)     I_0 = I, I_k = D*H for k > 0
     U_l{k}{_reverse}   (H, G)
-    b_l{k}{_reverse}   (G,)
+    b_l{k}{_reverse}   (G,), or (2, G) for the GRU: its input-side and recurrent-side biases
 
 What this module does: keep parameters, gradients and the state between calls, stack layers, run
 the reverse direction on a time-reversed copy of its input, and convert weights from and to PyTorch
@@ -28,7 +29,7 @@ import numpy as np
 
 from ._validate import FLOAT_DTYPES
 
-__all__ = ["LSTM", "RNN", "LSTMCell", "RNNCell"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
 
 # ---- argument checks -----------------------------------------------------------------------------
@@ -116,8 +117,9 @@ def _merge_config(inferred, config, source):
 class _Module:
     """Parameters and gradients in two dicts with the same keys; save/load to .npz."""
 
-    _kind = None  # "lstm" or "rnn": the backend functions are {kind}_forward, {kind}_backward, ...
-    _gates = None  # gate blocks along the last axis of W, U and b: 4 (LSTM) or 1 (RNN)
+    _kind = None  # "lstm", "gru" or "rnn": the backend functions are {kind}_forward, ...
+    _gates = None  # gate blocks along the last axis of W, U and b: 4 (LSTM), 3 (GRU) or 1 (RNN)
+    _bias_rows = ()  # b's leading axes: () for one bias, (2,) for the GRU's two
     _state_names = None  # ("h_0", "c_0") or ("h_0",): one array each, or a tuple when several
 
     def _init_params(self, shapes, seed, unit_forget_bias):
@@ -134,12 +136,13 @@ class _Module:
         self.dstate = None
 
     def _bias_from_torch(self, bias_ih, bias_hh):
-        """Our b from torch's two biases (a GRU, whose b keeps both, overrides this)."""
-        return bias_ih + bias_hh
+        """Our b from torch's two biases: their sum, or both as rows for the GRU, whose reset gate
+        multiplies the recurrent one."""
+        return np.stack([bias_ih, bias_hh]) if self._bias_rows else bias_ih + bias_hh
 
     def _bias_to_torch(self, b):
-        """torch's (bias_ih, bias_hh) from our b: all of it in bias_ih."""
-        return b.copy(), np.zeros_like(b)
+        """torch's (bias_ih, bias_hh) from our b: all of it in bias_ih, or the GRU's two rows."""
+        return (b[0].copy(), b[1].copy()) if self._bias_rows else (b.copy(), np.zeros_like(b))
 
     def _set_param(self, name, value):
         target = self.params[name]
@@ -248,7 +251,7 @@ class _Sequence(_Module):
             for s in self._suffixes():
                 yield f"W_l{k}{s}", (I_k, G)
                 yield f"U_l{k}{s}", (H, G)
-                yield f"b_l{k}{s}", (G,)
+                yield f"b_l{k}{s}", (*self._bias_rows, G)
 
     def _config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
@@ -510,14 +513,15 @@ class _Sequence(_Module):
 
     @classmethod
     def from_keras(cls, layer_or_weights, **config):
-        """A one-layer layer with the weights of a Keras ``LSTM`` / ``SimpleRNN`` layer.
+        """A one-layer layer with the weights of a Keras ``LSTM`` / ``GRU`` / ``SimpleRNN`` layer.
 
         Parameters
         ----------
         layer_or_weights : object with ``get_weights()``, or a list of arrays
-            ``[kernel (I, G), recurrent_kernel (H, G), bias (G,)]`` (Keras' gate order i, f, c, o
-            is fastlstm's, so the arrays are used as they are), or the six arrays of a
-            ``Bidirectional`` wrapper (forward layer's, then backward layer's; merge_mode "concat").
+            ``[kernel (I, G), recurrent_kernel (H, G), bias]`` with bias (G,), or (2, G) for a GRU
+            (Keras' ``reset_after=True``, its default), or the six arrays of a ``Bidirectional``
+            wrapper (forward layer's, then backward layer's; merge_mode "concat"). Keras' LSTM gate
+            order i, f, c, o is fastlstm's; its GRU's z, r, h is reordered to r, z, n.
         **config
             batch_first (default True: Keras' data is batch-major), dtype (default the kernel's),
             backend.
@@ -527,7 +531,7 @@ class _Sequence(_Module):
         """
         source = layer_or_weights
         if hasattr(source, "get_weights"):
-            _check_keras_config(source, cls._gates > 1)
+            _check_keras_config(source, cls._gates > 1, bool(cls._bias_rows))
             source = source.get_weights()
         arrays = [np.asarray(a) for a in source]
         if len(arrays) not in (3, 6):
@@ -541,7 +545,7 @@ class _Sequence(_Module):
         I, H = kernel.shape[0], recurrent.shape[0]
         G = cls._gates * H
         for i, (name, shape) in enumerate([("kernel", (I, G)), ("recurrent_kernel", (H, G)),
-                                           ("bias", (G,))] * (len(arrays) // 3)):
+                                           ("bias", (*cls._bias_rows, G))] * (len(arrays) // 3)):
             if arrays[i].shape != shape:
                 raise ValueError(f"layer_or_weights: {name} expected shape {shape}, "
                                  f"got {arrays[i].shape}")
@@ -552,12 +556,17 @@ class _Sequence(_Module):
         layer = cls(**_merge_config(inferred, config, "the Keras layer"), dtype=dtype)
         for s, start in zip(layer._suffixes(), (0, 3)):
             for p, a in zip("WUb", arrays[start : start + 3]):
-                layer._set_param(f"{p}_l0{s}", a)
+                layer._set_param(f"{p}_l0{s}", cls._gates_from_keras(a))
         return layer
 
+    @classmethod
+    def _gates_from_keras(cls, a):
+        """A Keras weight with its gate blocks in fastlstm's order (the same but for the GRU)."""
+        return a
 
-def _check_keras_config(layer, gated):
-    """A Keras layer's activations must be those fastlstm computes."""
+
+def _check_keras_config(layer, gated, reset_after):
+    """A Keras layer's activations (and a GRU's reset_after) must be those fastlstm computes."""
     if not hasattr(layer, "get_config"):
         return
     config = layer.get_config()
@@ -575,6 +584,9 @@ def _check_keras_config(layer, gated):
             raise ValueError(f"layer_or_weights: {key} is {value!r}; fastlstm computes {expected!r}")
     if config.get("go_backwards", False):
         raise ValueError("layer_or_weights: go_backwards=True is not supported")
+    if reset_after and not config.get("reset_after", True):
+        raise ValueError("layer_or_weights: a GRU with reset_after=False is not supported "
+                         "(fastlstm computes PyTorch's GRU, Keras' reset_after=True)")
 
 
 class LSTM(_Sequence):
@@ -695,6 +707,51 @@ class RNN(_Sequence):
                              "fastlstm.RNN computes tanh")
 
 
+class GRU(_Sequence):
+    """A stacked, optionally bidirectional GRU over whole sequences, shaped like ``torch.nn.GRU``.
+
+    Per layer and direction, with gate blocks [r | z | n] along the last axis and b (2, 3H) holding
+    the input-side bias b[0] and the recurrent-side bias b[1] (torch's bias_ih and bias_hh)::
+
+        r   = sigmoid(x_t @ W_r + b[0]_r + h_{t-1} @ U_r + b[1]_r)
+        z   = sigmoid(x_t @ W_z + b[0]_z + h_{t-1} @ U_z + b[1]_z)
+        n   = tanh(x_t @ W_n + b[0]_n + r * (h_{t-1} @ U_n + b[1]_n))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Everything else is as in :class:`LSTM` with one state: ``state`` is h_0, the forward returns
+    ``out, h_n`` and ``dstate`` is dh_0. Keras' GRU (``reset_after=True``) loads with
+    :meth:`from_keras`, its gates reordered.
+
+    Shapes
+    ------
+    x : (T, B, I) or (B, T, I);  out : (T, B, D*H) or (B, T, D*H);  h_0, h_n : (L*D, B, H)
+    W_l{k} : (I_k, 3H);  U_l{k} : (H, 3H);  b_l{k} : (2, 3H)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> gru = fastlstm.GRU(3, 4, num_layers=2, bidirectional=True, seed=0)
+    >>> out, h_n = gru(np.ones((5, 2, 3)))                           # (T, B, I)
+    >>> dx = gru.backward(np.ones_like(out))
+    >>> out.shape, h_n.shape, dx.shape, gru.grads["b_l1_reverse"].shape
+    ((5, 2, 8), (4, 2, 4), (5, 2, 3), (2, 12))
+    """
+
+    _kind, _gates, _bias_rows, _state_names, _torch_class = "gru", 3, (2,), ("h_0",), "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 batch_first=False, dtype="float32", seed=None, backend=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
+                         seed, backend)
+
+    @classmethod
+    def _gates_from_keras(cls, a):
+        H = a.shape[-1] // 3
+        z, r, n = a[..., :H], a[..., H : 2 * H], a[..., 2 * H :]
+        return np.concatenate([r, z, n], axis=-1)
+
+
 # ---- one step at a time --------------------------------------------------------------------------
 
 
@@ -709,7 +766,8 @@ class _Cell(_Module):
         self.backend = _default_backend() if backend is None else backend
         self._caches = []
         G = self._gates * self.hidden_size
-        shapes = [("W", (self.input_size, G)), ("U", (self.hidden_size, G)), ("b", (G,))]
+        shapes = [("W", (self.input_size, G)), ("U", (self.hidden_size, G)),
+                  ("b", (*self._bias_rows, G))]
         self._init_params(shapes, seed, _unit_forget_bias)
 
     def _config(self):
@@ -827,7 +885,15 @@ class LSTMCell(_Cell):
         return self._backward((dh, dc))
 
 
-class RNNCell(_Cell):
+class _HiddenStateCell(_Cell):
+    """A cell whose only state is h (RNN, GRU)."""
+
+    def backward(self, dh):
+        """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I)."""
+        return self._backward((dh,))
+
+
+class RNNCell(_HiddenStateCell):
     """One tanh RNN step with parameters, like ``torch.nn.RNNCell``: ``h = cell(x, h)``.
 
     ``h = tanh(x @ W + h_prev @ U + b)`` with W (I, H), U (H, H), b (H,); otherwise as
@@ -850,6 +916,26 @@ class RNNCell(_Cell):
 
     _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h",), "RNNCell"
 
-    def backward(self, dh):
-        """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I)."""
-        return self._backward((dh,))
+
+class GRUCell(_HiddenStateCell):
+    """One GRU step with parameters, like ``torch.nn.GRUCell``: ``h = cell(x, h)``.
+
+    W (I, 3H), U (H, 3H), b (2, 3H) as in :class:`GRU`; otherwise as :class:`LSTMCell`, with
+    ``dstate`` = dh_prev.
+
+    Shapes
+    ------
+    x : (B, I);  h : (B, H)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> cell = fastlstm.GRUCell(3, 4, seed=0)
+    >>> h = cell(np.ones((2, 3)))
+    >>> dx = cell.backward(np.ones((2, 4)))
+    >>> h.shape, dx.shape, cell.grads["b"].shape
+    ((2, 4), (2, 3), (2, 12))
+    """
+
+    _kind, _gates, _bias_rows, _state_names, _torch_class = "gru", 3, (2,), ("h",), "GRUCell"

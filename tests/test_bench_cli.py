@@ -22,8 +22,8 @@ def fastlstm_cli(*args):
 def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
-                        "--cells", "4,2,3,5", "--repeat", "1", "--dtype", dtype, "--json",
-                        str(out), "--no-torch")
+                        "--cells", "4,2,3,5", "--layers", "lstm:2:2:3,2,4,5;gru:1:1:3,2,4,5",
+                        "--repeat", "1", "--dtype", dtype, "--json", str(out), "--no-torch")
     assert done.returncode == 0, done.stderr
     assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
     for k, (T, B, I, H) in enumerate(shapes, 1):
@@ -44,6 +44,15 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     for name in ("fastlstm", "reference"):
         for pass_, us in cell["us_per_step"][name].items():
             assert us == pytest.approx(1e3 * cell["ms"][name][pass_] / 4)
+    # the layers: a 2-layer bidirectional LSTM and a GRU
+    assert "\nLSTM x2 bi 3,2,4,5 " in done.stdout and "\nGRU x1 uni 3,2,4,5 " in done.stdout
+    lstm, gru = report["layer_results"]
+    assert (lstm["layer"], lstm["num_layers"], lstm["bidirectional"]) == ("LSTM", 2, True)
+    assert (gru["layer"], gru["num_layers"], gru["bidirectional"]) == ("GRU", 1, False)
+    # forward FLOPs: 2*T*B*(I_k+H)*G per layer and direction
+    assert lstm["flops"]["forward"] == 2 * (2 * 3 * 2 * (4 + 5) * 20 + 2 * 3 * 2 * (10 + 5) * 20)
+    assert gru["flops"]["forward"] == 2 * 3 * 2 * (4 + 5) * 15
+    assert all(ms > 0 for r in (lstm, gru) for passes in r["ms"].values() for ms in passes.values())
 
 
 def test_bench_rejects_bad_shapes():
@@ -58,6 +67,14 @@ def test_bench_names_the_bad_shapes(capsys, shapes):
         main(["bench", "--shapes", shapes])
     assert exit_.value.code != 0
     assert "argument --shapes: expected 'T,B,I,H;" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layers", ["lstm:2:3:3,2,4,5", "cnn:1:1:3,2,4,5", "lstm:2:2", "x"])
+def test_bench_names_the_bad_layers(capsys, layers):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--layers", layers])
+    assert exit_.value.code != 0
+    assert "argument --layers: expected 'KIND:L:D:T,B,I,H;...'" in capsys.readouterr().err
 
 
 def test_config_prints_openmp():

@@ -12,9 +12,11 @@ import fastlstm
 from fastlstm import layers
 from fastlstm import reference as ref
 
-KINDS = {"lstm": fastlstm.LSTM, "rnn": fastlstm.RNN}
-CELLS = {"lstm": fastlstm.LSTMCell, "rnn": fastlstm.RNNCell}
-N_STATES = {"lstm": 2, "rnn": 1}
+KINDS = {"lstm": fastlstm.LSTM, "gru": fastlstm.GRU, "rnn": fastlstm.RNN}
+CELLS = {"lstm": fastlstm.LSTMCell, "gru": fastlstm.GRUCell, "rnn": fastlstm.RNNCell}
+N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+BIAS_ROWS = {"lstm": (), "gru": (2,), "rnn": ()}  # the GRU keeps torch's two biases as b's rows
 BACKENDS = {"fastlstm": fastlstm, "reference": ref}
 DTYPES = [np.float32, np.float64]
 
@@ -209,15 +211,20 @@ def test_gradients_match_finite_differences(rng, kind):
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
-def test_readme_layer_example():
+def run_readme_block(heading):
+    """Run the first Python block after `heading` in the README; return its namespace."""
     import pathlib
     import re
 
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Layers\n", 1)[1]
-    source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = readme.split(heading + "\n", 1)[1]
     namespace = {}
-    exec(source, namespace)
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)
+    return namespace
+
+
+def test_readme_layer_example():
+    namespace = run_readme_block("## Layers")
     assert namespace["out"].shape == (4, 50, 64) and namespace["h_n"].shape == (4, 4, 32)
 
 
@@ -270,12 +277,12 @@ def test_init_range_seed_and_dtype(kind):
     H = 16
     layer = KINDS[kind](5, H, num_layers=2, bidirectional=True, seed=0)
     k = 1 / np.sqrt(H)
-    G = (4 if kind == "lstm" else 1) * H
+    G = GATES[kind] * H
     expected = {}
     for l in range(2):
         for s in ("", "_reverse"):
             expected.update({f"W_l{l}{s}": (5 if l == 0 else 2 * H, G), f"U_l{l}{s}": (H, G),
-                             f"b_l{l}{s}": (G,)})
+                             f"b_l{l}{s}": (*BIAS_ROWS[kind], G)})
     assert {n: p.shape for n, p in layer.params.items()} == expected
     for name, p in layer.params.items():
         assert p.dtype == np.float32 and p.flags.c_contiguous
@@ -326,7 +333,9 @@ def test_grads_accumulate_and_zero_grad_resets(rng, kind):
     lambda: fastlstm.RNN(3, 4, num_layers=3, seed=0),
     lambda: fastlstm.LSTMCell(3, 4, dtype="float64", seed=0),
     lambda: fastlstm.RNNCell(3, 4, seed=0),
-], ids=["LSTM", "RNN", "LSTMCell", "RNNCell"])
+    lambda: fastlstm.GRU(3, 4, num_layers=2, bidirectional=True, seed=0),
+    lambda: fastlstm.GRUCell(3, 4, dtype="float64", seed=0),
+], ids=["LSTM", "RNN", "LSTMCell", "RNNCell", "GRU", "GRUCell"])
 def test_save_load_round_trip(tmp_path, rng, make):
     layer = make()
     path = tmp_path / "layer.npz"
@@ -486,26 +495,36 @@ class FakeKerasLayer:
         return self.config
 
 
-def keras_weights(rng, I, H, gates):
-    """[kernel (I, G), recurrent_kernel (H, G), bias (G,)], float32, as Keras stores them."""
-    G = gates * H
+def keras_weights(rng, I, H, kind):
+    """[kernel (I, G), recurrent_kernel (H, G), bias (G,) or a GRU's (2, G)], float32, as Keras
+    stores them (a GRU's gate blocks in Keras' order z, r, h)."""
+    G = GATES[kind] * H
     return [rng.uniform(-0.5, 0.5, (I, G)).astype(np.float32),
             rng.uniform(-0.5, 0.5, (H, G)).astype(np.float32),
-            rng.uniform(-0.5, 0.5, G).astype(np.float32)]
+            rng.uniform(-0.5, 0.5, (*BIAS_ROWS[kind], G)).astype(np.float32)]
+
+
+def ours_from_keras(kind, weights):
+    """Keras' arrays in fastlstm's gate order: the GRU's z, r, h blocks become r, z, n."""
+    if kind != "gru":
+        return weights
+    def swap(a):
+        z, r, n = np.split(a, 3, axis=-1)
+        return np.concatenate([r, z, n], axis=-1)
+    return [swap(a) for a in weights]
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_from_keras_arrays(rng, kind):
     B, T, I, H = 3, 6, 4, 5
-    gates = 4 if kind == "lstm" else 1
-    weights = keras_weights(rng, I, H, gates)
+    weights = keras_weights(rng, I, H, kind)
     layer = KINDS[kind].from_keras(weights)
     assert layer.batch_first and layer.dtype == np.float32 and layer.num_layers == 1
     x = rng.standard_normal((B, T, I)).astype(np.float32)  # Keras' (batch, time, features)
     out, final = layer(x)
     no_state = [None] * N_STATES[kind]
     hs, *expected_final, _ = getattr(ref, f"{kind}_forward")(x.transpose(1, 0, 2), *no_state,
-                                                             *weights)
+                                                             *ours_from_keras(kind, weights))
     assert_close(out, hs.transpose(1, 0, 2), np.float32)
     for a, e in zip(as_tuple(final, kind), expected_final):
         assert_close(a[0], e, np.float32)
@@ -514,17 +533,17 @@ def test_from_keras_arrays(rng, kind):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_from_keras_bidirectional_layer(rng, kind):
     B, T, I, H = 2, 5, 3, 4
-    gates = 4 if kind == "lstm" else 1
-    weights = keras_weights(rng, I, H, gates) + keras_weights(rng, I, H, gates)
+    weights = keras_weights(rng, I, H, kind) + keras_weights(rng, I, H, kind)
     inner = dict(activation="tanh", go_backwards=False)
-    if kind == "lstm":
+    if kind != "rnn":
         inner["recurrent_activation"] = "sigmoid"
     wrapper = FakeKerasLayer(weights, merge_mode="concat",
                              layer={"class_name": "LSTM", "config": inner})
     layer = KINDS[kind].from_keras(wrapper, dtype="float64", batch_first=False)
     assert layer.bidirectional and layer.dtype == np.float64 and not layer.batch_first
-    params = {"W_l0": weights[0], "U_l0": weights[1], "b_l0": weights[2],
-              "W_l0_reverse": weights[3], "U_l0_reverse": weights[4], "b_l0_reverse": weights[5]}
+    ours = ours_from_keras(kind, weights)
+    params = {"W_l0": ours[0], "U_l0": ours[1], "b_l0": ours[2],
+              "W_l0_reverse": ours[3], "U_l0_reverse": ours[4], "b_l0_reverse": ours[5]}
     params = {n: p.astype(np.float64) for n, p in params.items()}
     x, state, dout, dstate = problem(rng, kind, 1, 2, False, T, B, I, H, np.float64)
     expected = composed(kind, params, x, state, dout, dstate, 1, 2, False)
@@ -532,7 +551,9 @@ def test_from_keras_bidirectional_layer(rng, kind):
 
 
 def test_from_keras_rejects_what_it_does_not_compute(rng):
-    weights = keras_weights(rng, 3, 4, 4)
+    weights = keras_weights(rng, 3, 4, "lstm")
+    with pytest.raises(ValueError, match="reset_after=False is not supported"):
+        fastlstm.GRU.from_keras(FakeKerasLayer(keras_weights(rng, 3, 4, "gru"), reset_after=False))
     with pytest.raises(ValueError, match="recurrent_activation is 'hard_sigmoid'"):
         fastlstm.LSTM.from_keras(FakeKerasLayer(weights, activation="tanh",
                                                 recurrent_activation="hard_sigmoid"))
@@ -604,7 +625,7 @@ def per_sequence_backend(module=ref):
 
         return {f"{kind}_forward": sequence_forward, f"{kind}_backward": sequence_backward}
 
-    return types.SimpleNamespace(**make("lstm"), **make("rnn"))
+    return types.SimpleNamespace(**make("lstm"), **make("gru"), **make("rnn"))
 
 
 LENGTHS_BACKENDS = [
@@ -666,7 +687,7 @@ def torch():
 
 
 def torch_module(torch, kind, I, H, dtype, **kwargs):
-    cls = torch.nn.LSTM if kind == "lstm" else torch.nn.RNN
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind]
     torch.manual_seed(0)
     return cls(I, H, dtype=getattr(torch, np.dtype(dtype).name), **kwargs)
 
@@ -704,7 +725,10 @@ def compare_with_torch(layer, result, out, final, dx, kind, dtype):
         assert_close(a, e, dtype)
     for name, g in layer.grads.items():
         p, suffix = name.split("_", 1)
-        if p == "b":  # d(bias_ih) = d(bias_hh) = db
+        if p == "b" and kind == "gru":  # db = (d(bias_ih), d(bias_hh))
+            assert_close(g[0], t_grads[f"bias_ih_{suffix}"], dtype)
+            assert_close(g[1], t_grads[f"bias_hh_{suffix}"], dtype)
+        elif p == "b":  # d(bias_ih) = d(bias_hh) = db
             assert_close(g, t_grads[f"bias_ih_{suffix}"], dtype)
             assert_close(g, t_grads[f"bias_hh_{suffix}"], dtype)
         else:
@@ -737,7 +761,7 @@ def test_torch_state_dict_round_trip(torch, rng, kind):
     sd = layer.to_torch_state_dict()
     module = torch_module(torch, kind, 3, 5, np.float64, num_layers=2, bidirectional=True)
     assert list(sd) == list(module.state_dict())
-    assert all(isinstance(v, np.ndarray) and not sd[k.replace("_ih", "_hh")].any()
+    assert all(isinstance(v, np.ndarray) and (kind == "gru" or not sd[k.replace("_ih", "_hh")].any())
                for k, v in sd.items() if k.startswith("bias_ih"))
     module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
     for back in (KINDS[kind].from_torch(sd), KINDS[kind].from_torch(module.state_dict()),
@@ -751,7 +775,8 @@ def test_torch_state_dict_round_trip(torch, rng, kind):
     torch.nn.init.uniform_(module.bias_hh_l1_reverse)
     back = KINDS[kind].from_torch(module, dtype="float32", batch_first=True)
     assert back.dtype == np.float32 and back.batch_first
-    expected = (module.bias_ih_l1_reverse + module.bias_hh_l1_reverse).detach().numpy()
+    both = [module.bias_ih_l1_reverse.detach().numpy(), module.bias_hh_l1_reverse.detach().numpy()]
+    expected = np.stack(both) if kind == "gru" else both[0] + both[1]
     assert_close(back.params["b_l1_reverse"], expected.astype(np.float32))
 
 
@@ -775,7 +800,7 @@ def test_from_torch_rejects_other_modules(torch):
 def test_cell_matches_torch_cell(torch, rng, kind, dtype):
     T, B, I, H = 3, 2, 4, 5
     torch.manual_seed(0)
-    module = (torch.nn.LSTMCell if kind == "lstm" else torch.nn.RNNCell)(
+    module = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[kind](
         I, H, dtype=getattr(torch, np.dtype(dtype).name))
     cell = CELLS[kind].from_torch(module)
     assert cell.dtype == dtype
@@ -802,10 +827,11 @@ def test_cell_matches_torch_cell(torch, rng, kind, dtype):
     assert_close(np.stack(dx), xs_t.grad.numpy(), dtype)
     assert_close(cell.grads["W"], module.weight_ih.grad.numpy().T, dtype)
     assert_close(cell.grads["U"], module.weight_hh.grad.numpy().T, dtype)
-    assert_close(cell.grads["b"], module.bias_ih.grad.numpy(), dtype)
+    db = [module.bias_ih.grad.numpy(), module.bias_hh.grad.numpy()]
+    assert_close(cell.grads["b"], np.stack(db) if kind == "gru" else db[0], dtype)
     sd = cell.to_torch_state_dict()
     np.testing.assert_array_equal(sd["weight_ih"], cell.params["W"].T)
-    assert not sd["bias_hh"].any()
+    assert kind == "gru" or not sd["bias_hh"].any()
 
 
 @pytest.mark.parametrize("backend", LENGTHS_BACKENDS)
@@ -823,3 +849,11 @@ def test_lengths_match_torch_packed_sequences(torch, rng, kind, batch_first, bac
     # torch's padded output and its gradient are zero past each end: so must ours be
     compare_with_torch(layer, torch_run(torch, module, kind, x, state, dout, dstate, lengths),
                        out, final, dx, kind, np.float64)
+
+
+def test_readme_interop_example(capsys):
+    namespace = run_readme_block("### From PyTorch, from Keras")
+    assert namespace["out"].shape == (4, 10, 16) and namespace["c_n"].shape == (1, 4, 16)
+    printed = capsys.readouterr().out
+    if "largest difference from torch:" in printed:
+        assert float(printed.split("largest difference from torch:")[1].split()[0]) < 1e-5
