@@ -447,8 +447,8 @@ cdef cnp.ndarray _empty(ptrdiff_t rows, ptrdiff_t cols, int typenum):
 
 
 def lstm_cell_forward(x, h_prev, c_prev, W, U, b, int num_threads, int simd):
-    """(h, c, gates) of one LSTM step, h and c (B, H), gates (B, 4H) the activations i, f, g, o;
-    None when the arguments do not fit yet."""
+    """(h, c, a copy of c, gates) of one LSTM step, h and c (B, H), gates (B, 4H) the activations
+    i, f, g, o; None when the arguments do not fit yet."""
     cdef ptrdiff_t B, I, H
     cdef int t = _cell_sizes(x, U, &B, &I, &H)
     if t < 0:
@@ -480,7 +480,8 @@ def lstm_cell_forward(x, h_prev, c_prev, W, U, b, int num_threads, int simd):
                                               <const double *>pU, <const double *>pb, B, I, H,
                                               num_threads, simd)
     _raise_for(status)
-    return h, c, gates
+    # c twice: the cache keeps its own, as the caller may change the returned one (say, a reset)
+    return h, c, cnp.PyArray_NewCopy(c, cnp.NPY_CORDER), gates
 
 
 def lstm_cell_backward(dh, dc, x, h_prev, c_prev, c, gates, W, U, int num_threads, int simd):

@@ -55,23 +55,19 @@ class _GRUCache:
         self.xs, self.hs_ext, self.gates, self.hn, self.W, self.U = xs, hs_ext, gates, hn, W, U
 
 
-class _LSTMCellCache:
-    """What lstm_cell_forward keeps for lstm_cell_backward: its inputs, c and the activations."""
+# The cells' caches are tuples, made once per step: a tuple subclass costs a third of a class with
+# named slots (measured, ~0.2 us against ~0.5 us), and its fields are the wall's arguments in order.
 
-    __slots__ = ("x", "h_prev", "c_prev", "c", "gates", "W", "U")
+class _LSTMCellCache(tuple):
+    """What lstm_cell_forward keeps for lstm_cell_backward: (x, h_prev, c_prev, c, gates, W, U)."""
 
-    def __init__(self, x, h_prev, c_prev, c, gates, W, U):
-        self.x, self.h_prev, self.c_prev, self.c, self.gates, self.W, self.U = (
-            x, h_prev, c_prev, c, gates, W, U)
+    __slots__ = ()
 
 
-class _RNNCellCache:
-    """What rnn_cell_forward keeps for rnn_cell_backward: its inputs and h."""
+class _RNNCellCache(tuple):
+    """What rnn_cell_forward keeps for rnn_cell_backward: (x, h_prev, h, W, U)."""
 
-    __slots__ = ("x", "h_prev", "h", "W", "U")
-
-    def __init__(self, x, h_prev, h, W, U):
-        self.x, self.h_prev, self.h, self.W, self.U = x, h_prev, h, W, U
+    __slots__ = ()
 
 
 def _zeros_if_none(state, like, H):
@@ -139,23 +135,21 @@ def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
         )
         h_prev, c_prev = (_zeros_if_none(s, x, U.shape[0]) for s in (h_prev, c_prev))
         out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
-    h, c, gates = out
-    # The cache keeps its own c: the caller may change the returned one in place (say, a reset).
-    return h, c, _LSTMCellCache(x, h_prev, c_prev, c.copy(), gates, W, U)
+    h, c, c_kept, gates = out
+    return h, c, _LSTMCellCache((x, h_prev, c_prev, c_kept, gates, W, U))
 
 
 @_mirror(reference.lstm_cell_backward)
 def lstm_cell_backward(dh, dc, cache):
     _validate.check_cache(cache, _LSTMCellCache, "fastlstm.lstm_cell_forward")
-    k = cache
     threads, simd = _config.kernel_args()
-    args = (k.x, k.h_prev, k.c_prev, k.c, k.gates, k.W, k.U, threads, simd)
-    out = _core.lstm_cell_backward(dh, dc, *args)
+    out = _core.lstm_cell_backward(dh, dc, *cache, threads, simd)
     if out is None:
-        shape, dtype = (k.x.shape[0], k.U.shape[0]), k.x.dtype
-        dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
-        dc = _validate.gradient("dc", dc, shape, "(B, H)", dtype)
-        out = _core.lstm_cell_backward(dh, dc, *args)
+        x, *_, U = cache
+        shape = (x.shape[0], U.shape[0])
+        dh = _validate.gradient("dh", dh, shape, "(B, H)", x.dtype)
+        dc = _validate.gradient("dc", dc, shape, "(B, H)", x.dtype)
+        out = _core.lstm_cell_backward(dh, dc, *cache, threads, simd)
     return out
 
 
@@ -206,19 +200,18 @@ def rnn_cell_forward(x, h_prev, W, U, b):
         h_prev = _zeros_if_none(h_prev, x, U.shape[0])
         h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
     # The cache shares h with the caller, as the reference's does.
-    return h, _RNNCellCache(x, h_prev, h, W, U)
+    return h, _RNNCellCache((x, h_prev, h, W, U))
 
 
 @_mirror(reference.rnn_cell_backward)
 def rnn_cell_backward(dh, cache):
     _validate.check_cache(cache, _RNNCellCache, "fastlstm.rnn_cell_forward")
-    k = cache
     threads, simd = _config.kernel_args()
-    args = (k.x, k.h_prev, k.h, k.W, k.U, threads, simd)
-    out = _core.rnn_cell_backward(dh, *args)
+    out = _core.rnn_cell_backward(dh, *cache, threads, simd)
     if out is None:
-        dh = _validate.gradient("dh", dh, (k.x.shape[0], k.U.shape[0]), "(B, H)", k.x.dtype)
-        out = _core.rnn_cell_backward(dh, *args)
+        x, *_, U = cache
+        dh = _validate.gradient("dh", dh, (x.shape[0], U.shape[0]), "(B, H)", x.dtype)
+        out = _core.rnn_cell_backward(dh, *cache, threads, simd)
     return out
 
 
