@@ -90,6 +90,45 @@ static inline void unit_range(ptrdiff_t item, ptrdiff_t H, ptrdiff_t *r, ptrdiff
     *j1 = *j0 + FL_UNIT_CHUNK < H ? *j0 + FL_UNIT_CHUNK : H;
 }
 
+/* ---- variable-length batches: lengths (B,), each row's steps; NULL means T for every row --------- */
+
+/* Whether every length is in [0, T]. */
+static int lengths_fit(const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B)
+{
+    for (ptrdiff_t r = 0; lengths && r < B; r++)
+        if (lengths[r] < 0 || lengths[r] > T)
+            return 0;
+    return 1;
+}
+
+/* Whether step t is past row r's end: the row then carries its state through the step unchanged,
+ * and its gradient back through it, with none made at the step. */
+static inline int past_end(const ptrdiff_t *lengths, ptrdiff_t t, ptrdiff_t r)
+{
+    return lengths && t >= lengths[r];
+}
+
+/* The steps a pass computes: up to the longest row's end (T without lengths), after which every
+ * row only carries its state; none without rows or units (T may then be huge: nothing to carry). */
+static ptrdiff_t steps_to_run(const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t H)
+{
+    if (B == 0 || H == 0)
+        return 0;
+    ptrdiff_t longest = lengths ? 0 : T;
+    for (ptrdiff_t r = 0; lengths && r < B; r++)
+        longest = lengths[r] > longest ? lengths[r] : longest;
+    return longest;
+}
+
+/* The first step with a row past its end: the shortest length (T without lengths). */
+static ptrdiff_t first_ended_step(const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B)
+{
+    ptrdiff_t shortest = T;
+    for (ptrdiff_t r = 0; lengths && r < B; r++)
+        shortest = lengths[r] < shortest ? lengths[r] : shortest;
+    return shortest;
+}
+
 int fl_openmp_version(void)
 {
 #ifdef _OPENMP

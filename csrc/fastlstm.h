@@ -29,6 +29,13 @@
  * RNN step:
  *   h_t = tanh(x_t @ W + h_{t-1} @ U + b)
  *
+ * Variable-length batches: lengths (B,), a ptrdiff_t array (NumPy's intp), gives each row's own
+ * number of steps, each in [0, T]; NULL means T for every row. At a step t >= lengths[r] row r keeps
+ * its state (h_t = h_{t-1}, c_t = c_{t-1}, written to hs_ext and cs_ext), so the final state is the
+ * state after the row's own last step; the backward makes no gradient there (no dxs, dW, dU, db;
+ * dhs there is ignored) and carries dh_T, dc_T back unchanged to the row's last step. The backward
+ * takes the lengths its forward was given. gates and hn hold nothing meaningful past a row's end.
+ *
  * Every function returns FL_OK or an FL_ERR_* status; nothing is written when the status is an error.
  */
 #ifndef FASTLSTM_H
@@ -42,7 +49,7 @@ extern "C" {
 
 enum fl_status {
     FL_OK = 0,
-    FL_ERR_SIZE = 1, /* a negative size, or a thread count below 1 */
+    FL_ERR_SIZE = 1, /* a negative size, a length outside [0, T], or a thread count below 1 */
     FL_ERR_SIMD = 2  /* a SIMD level this CPU (or this build) does not have */
 };
 
@@ -79,6 +86,7 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
 
 /* ---- passes -------------------------------------------------------------------------------------
  * Argument order: outputs, saved state, inputs, weights, sizes, then threads, SIMD level, workspace.
+ * The sizes start with lengths (B,), each row's steps, or NULL (T for every row).
  * Optional inputs (h0, c0, dhs, dh_T, dc_T) may be NULL, meaning zeros.
  * Backward passes overwrite their gradient outputs; they never accumulate into them. */
 
@@ -88,6 +96,7 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
     int fl_lstm_forward_##suffix(real *hs_ext, real *cs_ext, real *gates,                            \
                                  const real *h0, const real *c0, const real *xs,                     \
                                  const real *W, const real *U, const real *b,                        \
+                                 const ptrdiff_t *lengths,                                           \
                                  ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
                                  int num_threads, int simd, void *workspace);                        \
     /* backward: dxs (T, B, I), dh0, dc0 (B, H), dW (I, 4H), dU (H, 4H), db (4H,) out;           */  \
@@ -96,12 +105,14 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
                                   const real *hs_ext, const real *cs_ext, const real *gates,         \
                                   const real *dhs, const real *dh_T, const real *dc_T,               \
                                   const real *xs, const real *W, const real *U,                      \
+                                  const ptrdiff_t *lengths,                                          \
                                   ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                \
                                   int num_threads, int simd, void *workspace);                       \
     /* forward: hs_ext (T+1, B, H), gates (T, B, 3H) = r, z, n and hn (T, B, H) out;             */  \
     /*          h0 (B, H); xs (T, B, I); W (I, 3H); U (H, 3H); b (2, 3H) in                      */  \
     int fl_gru_forward_##suffix(real *hs_ext, real *gates, real *hn, const real *h0,                 \
                                 const real *xs, const real *W, const real *U, const real *b,         \
+                                const ptrdiff_t *lengths,                                            \
                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
                                 int num_threads, int simd, void *workspace);                         \
     /* backward: dxs (T, B, I), dh0 (B, H), dW (I, 3H), dU (H, 3H), db (2, 3H) out;              */  \
@@ -109,11 +120,13 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
     int fl_gru_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
                                  const real *hs_ext, const real *gates, const real *hn,              \
                                  const real *dhs, const real *dh_T, const real *xs, const real *W,   \
-                                 const real *U, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,  \
+                                 const real *U, const ptrdiff_t *lengths,                            \
+                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
                                  int num_threads, int simd, void *workspace);                        \
     /* forward: hs_ext (T+1, B, H) out; h0 (B, H); xs (T, B, I); W (I, H); U (H, H); b (H,) in   */  \
     int fl_rnn_forward_##suffix(real *hs_ext, const real *h0, const real *xs,                        \
                                 const real *W, const real *U, const real *b,                         \
+                                const ptrdiff_t *lengths,                                            \
                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
                                 int num_threads, int simd, void *workspace);                         \
     /* backward: dxs (T, B, I), dh0 (B, H), dW (I, H), dU (H, H), db (H,) out;                   */  \
@@ -121,6 +134,7 @@ size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_
     int fl_rnn_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
                                  const real *hs_ext, const real *dhs, const real *dh_T,              \
                                  const real *xs, const real *W, const real *U,                       \
+                                 const ptrdiff_t *lengths,                                           \
                                  ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
                                  int num_threads, int simd, void *workspace);
 

@@ -27,32 +27,35 @@ def _mirror(reference_function):
 
 
 class _LSTMCache:
-    """What lstm_forward keeps for lstm_backward (arrays in the forward's dtype)."""
+    """What lstm_forward keeps for lstm_backward (arrays in the forward's dtype, and the lengths,
+    np.intp or None)."""
 
-    __slots__ = ("xs", "hs_ext", "cs_ext", "gates", "W", "U")
+    __slots__ = ("xs", "hs_ext", "cs_ext", "gates", "W", "U", "lengths")
 
-    def __init__(self, xs, hs_ext, cs_ext, gates, W, U):
+    def __init__(self, xs, hs_ext, cs_ext, gates, W, U, lengths):
         self.xs, self.hs_ext, self.cs_ext, self.gates, self.W, self.U = (
             xs, hs_ext, cs_ext, gates, W, U)
+        self.lengths = lengths
 
 
 class _RNNCache:
     """What rnn_forward keeps for rnn_backward."""
 
-    __slots__ = ("xs", "hs_ext", "W", "U")
+    __slots__ = ("xs", "hs_ext", "W", "U", "lengths")
 
-    def __init__(self, xs, hs_ext, W, U):
-        self.xs, self.hs_ext, self.W, self.U = xs, hs_ext, W, U
+    def __init__(self, xs, hs_ext, W, U, lengths):
+        self.xs, self.hs_ext, self.W, self.U, self.lengths = xs, hs_ext, W, U, lengths
 
 
 class _GRUCache:
     """What gru_forward keeps for gru_backward: gates (T, B, 3H) holds every step's r, z, n, and
     hn (T, B, H) every step's h_{t-1} @ U_n + b[1]_n, the recurrent part of n."""
 
-    __slots__ = ("xs", "hs_ext", "gates", "hn", "W", "U")
+    __slots__ = ("xs", "hs_ext", "gates", "hn", "W", "U", "lengths")
 
-    def __init__(self, xs, hs_ext, gates, hn, W, U):
+    def __init__(self, xs, hs_ext, gates, hn, W, U, lengths):
         self.xs, self.hs_ext, self.gates, self.hn, self.W, self.U = xs, hs_ext, gates, hn, W, U
+        self.lengths = lengths
 
 
 # The cells' caches are tuples, made once per step: a tuple subclass costs a third of a class with
@@ -86,14 +89,15 @@ class _GRUCellCache:
 # ---- LSTM -----------------------------------------------------------------------------------------
 
 
-def _lstm_forward(xs, h0, c0, W, U, b):
+def _lstm_forward(xs, h0, c0, W, U, b, lengths):
     T, B, _ = xs.shape
     H = U.shape[0]
     hs_ext = np.empty((T + 1, B, H), xs.dtype)
     cs_ext = np.empty((T + 1, B, H), xs.dtype)
     gates = np.empty((T, B, 4 * H), xs.dtype)
-    _core.lstm_forward(hs_ext, cs_ext, gates, h0, c0, xs, W, U, b, *_config.kernel_args())
-    cache = _LSTMCache(xs, hs_ext, cs_ext, gates, W, U)
+    _core.lstm_forward(hs_ext, cs_ext, gates, h0, c0, xs, W, U, b, lengths,
+                       *_config.kernel_args())
+    cache = _LSTMCache(xs, hs_ext, cs_ext, gates, W, U, lengths)
     return hs_ext[1:], hs_ext[T].copy(), cs_ext[T].copy(), cache
 
 
@@ -103,16 +107,17 @@ def _lstm_backward(dhs, dh_T, dc_T, k):
     dh0, dc0 = np.empty((B, H), dtype), np.empty((B, H), dtype)
     dW, dU, db = np.empty((I, 4 * H), dtype), np.empty((H, 4 * H), dtype), np.empty(4 * H, dtype)
     _core.lstm_backward(dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates, dhs, dh_T, dc_T,
-                        k.xs, k.W, k.U, *_config.kernel_args())
+                        k.xs, k.W, k.U, k.lengths, *_config.kernel_args())
     return dxs, dh0, dc0, dW, dU, db
 
 
 @_mirror(reference.lstm_forward)
-def lstm_forward(xs, h0, c0, W, U, b):
+def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
     xs, (h0, c0), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
     )
-    return _lstm_forward(xs, h0, c0, W, U, b)
+    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
+    return _lstm_forward(xs, h0, c0, W, U, b, lengths)
 
 
 @_mirror(reference.lstm_backward)
@@ -156,28 +161,29 @@ def lstm_cell_backward(dh, dc, cache):
 # ---- RNN ------------------------------------------------------------------------------------------
 
 
-def _rnn_forward(xs, h0, W, U, b):
+def _rnn_forward(xs, h0, W, U, b, lengths):
     T, B, _ = xs.shape
     hs_ext = np.empty((T + 1, B, U.shape[0]), xs.dtype)
-    _core.rnn_forward(hs_ext, h0, xs, W, U, b, *_config.kernel_args())
-    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs, hs_ext, W, U)
+    _core.rnn_forward(hs_ext, h0, xs, W, U, b, lengths, *_config.kernel_args())
+    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs, hs_ext, W, U, lengths)
 
 
 def _rnn_backward(dhs, dh_T, k):
     (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
     dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
     dW, dU, db = np.empty((I, H), dtype), np.empty((H, H), dtype), np.empty(H, dtype)
-    _core.rnn_backward(dxs, dh0, dW, dU, db, k.hs_ext, dhs, dh_T, k.xs, k.W, k.U,
+    _core.rnn_backward(dxs, dh0, dW, dU, db, k.hs_ext, dhs, dh_T, k.xs, k.W, k.U, k.lengths,
                        *_config.kernel_args())
     return dxs, dh0, dW, dU, db
 
 
 @_mirror(reference.rnn_forward)
-def rnn_forward(xs, h0, W, U, b):
+def rnn_forward(xs, h0, W, U, b, lengths=None):
     xs, (h0,), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
     )
-    return _rnn_forward(xs, h0, W, U, b)
+    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
+    return _rnn_forward(xs, h0, W, U, b, lengths)
 
 
 @_mirror(reference.rnn_backward)
@@ -218,14 +224,14 @@ def rnn_cell_backward(dh, cache):
 # ---- GRU ------------------------------------------------------------------------------------------
 
 
-def _gru_forward(xs, h0, W, U, b):
+def _gru_forward(xs, h0, W, U, b, lengths):
     T, B, _ = xs.shape
     H = U.shape[0]
     hs_ext = np.empty((T + 1, B, H), xs.dtype)
     gates = np.empty((T, B, 3 * H), xs.dtype)
     hn = np.empty((T, B, H), xs.dtype)
-    _core.gru_forward(hs_ext, gates, hn, h0, xs, W, U, b, *_config.kernel_args())
-    return hs_ext[1:], hs_ext[T].copy(), _GRUCache(xs, hs_ext, gates, hn, W, U)
+    _core.gru_forward(hs_ext, gates, hn, h0, xs, W, U, b, lengths, *_config.kernel_args())
+    return hs_ext[1:], hs_ext[T].copy(), _GRUCache(xs, hs_ext, gates, hn, W, U, lengths)
 
 
 def _gru_backward(dhs, dh_T, k):
@@ -234,16 +240,17 @@ def _gru_backward(dhs, dh_T, k):
     dW, dU = np.empty((I, 3 * H), dtype), np.empty((H, 3 * H), dtype)
     db = np.empty((2, 3 * H), dtype)
     _core.gru_backward(dxs, dh0, dW, dU, db, k.hs_ext, k.gates, k.hn, dhs, dh_T, k.xs, k.W, k.U,
-                       *_config.kernel_args())
+                       k.lengths, *_config.kernel_args())
     return dxs, dh0, dW, dU, db
 
 
 @_mirror(reference.gru_forward)
-def gru_forward(xs, h0, W, U, b):
+def gru_forward(xs, h0, W, U, b, lengths=None):
     xs, (h0,), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
     )
-    return _gru_forward(xs, h0, W, U, b)
+    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
+    return _gru_forward(xs, h0, W, U, b, lengths)
 
 
 @_mirror(reference.gru_backward)
@@ -260,7 +267,7 @@ def gru_cell_forward(x, h_prev, W, U, b):
     x, (h_prev,), W, U, b = _validate.recurrent_args(
         ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
     )
-    _, h, cache = _gru_forward(x[np.newaxis], h_prev, W, U, b)
+    _, h, cache = _gru_forward(x[np.newaxis], h_prev, W, U, b, None)
     return h, _GRUCellCache(cache)
 
 

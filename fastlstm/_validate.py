@@ -99,6 +99,23 @@ def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
     return convert(x), [convert(s) for _, s in states], convert(W), convert(U), convert(b)
 
 
+def sequence_lengths(value, T, B):
+    """Each batch row's sequence length: None (every row is T long), or B integers in [0, T], as a
+    C-contiguous np.intp array."""
+    if value is None:
+        return None
+    array = _as_array("lengths", value)
+    _check_shape("lengths", array, "(B,)", (B,))
+    if array.size and array.dtype.kind not in "iu":  # an empty list is float64: let it pass
+        raise TypeError(f"lengths: expected integers, got dtype {array.dtype}")
+    bad = np.flatnonzero((array < 0) | (array > T))
+    if bad.size:
+        raise ValueError(
+            f"lengths: expected values in [0, T] = [0, {T}], got {array[bad[0]]} in row {bad[0]}"
+        )
+    return np.ascontiguousarray(array, np.intp)
+
+
 def gradient(name, value, shape, symbols, dtype):
     """An incoming gradient: None, or an array of exactly `shape`, as a C-contiguous array of the
     forward pass's `dtype`."""

@@ -27,7 +27,7 @@ import json
 
 import numpy as np
 
-from ._validate import FLOAT_DTYPES
+from ._validate import FLOAT_DTYPES, sequence_lengths
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
@@ -279,19 +279,14 @@ class _Sequence(_Module):
         return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
 
     def _lengths(self, lengths, T, B):
-        """Checked lengths (B,) as np.intp, or None; NotImplementedError if the backend lacks them."""
-        if lengths is None:
-            return None
-        array = np.asarray(lengths)
-        if array.dtype.kind not in "iu":
-            raise TypeError(f"lengths: expected integers, got dtype {array.dtype}")
-        if array.shape != (B,):
-            raise ValueError(f"lengths: expected shape (B,) = ({B},), got {array.shape}")
-        if B and (array.min() < 0 or array.max() > T):
-            raise ValueError(f"lengths: expected values in [0, T] = [0, {T}], got {array.tolist()}")
-        if not all(_accepts_lengths(self._function(f)) for f in ("forward", "backward")):
-            raise NotImplementedError("lengths: coming with variable-length kernel support")
-        return np.ascontiguousarray(array, np.intp)
+        """Checked lengths (B,) as np.intp, or None; NotImplementedError if the backend's forward
+        takes none (its backward finds them in the forward's cache)."""
+        lengths = sequence_lengths(lengths, T, B)
+        if lengths is not None and not _accepts_lengths(self._function("forward")):
+            raise NotImplementedError(
+                f"lengths: the backend's {self._kind}_forward takes no lengths keyword"
+            )
+        return lengths
 
     @staticmethod
     def _reverse_time(a, index):
@@ -315,8 +310,9 @@ class _Sequence(_Module):
             Initial state; None means zeros (also for either of h_0, c_0). Row k*D + d is layer k's
             direction d (0 forward, 1 reverse), as in torch.
         lengths : array_like of int, shape (B,), optional
-            Each sequence's length (variable-length batch). Needs a backend whose functions take a
-            ``lengths`` keyword; until the kernels do, NotImplementedError.
+            Each sequence's length (variable-length batch), in [0, T]. Needs a backend whose
+            ``*_forward`` takes a ``lengths`` keyword (fastlstm and fastlstm.reference do), else
+            NotImplementedError.
 
         Returns
         -------
@@ -359,7 +355,7 @@ class _Sequence(_Module):
             layer_input = np.concatenate(outs, axis=2) if D == 2 else outs[0].copy()
             if mask is not None:
                 layer_input *= mask
-        self._saved = dict(caches=caches, T=T, B=B, index=index, mask=mask, extra=extra)
+        self._saved = dict(caches=caches, T=T, B=B, index=index, mask=mask)
         out = layer_input
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
@@ -408,8 +404,7 @@ class _Sequence(_Module):
                     if d:
                         dhs = self._reverse_time(dhs, index)
                 dxs, *rest = backward(
-                    dhs, *[None if a is None else a[j] for a in dfinals], saved["caches"][j],
-                    **saved["extra"]
+                    dhs, *[None if a is None else a[j] for a in dfinals], saved["caches"][j]
                 )
                 dinit, dparams = rest[:S], rest[S:]
                 if d:

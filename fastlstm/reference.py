@@ -21,6 +21,15 @@ The GRU is PyTorch's ``nn.GRU``, gate blocks [r | z | n] along the last axis of 
 
 The vanilla RNN is ``h_t = tanh(x_t @ W + h_{t-1} @ U + b)`` with W (I, H), U (H, H), b (H,).
 
+The sequence forwards take ``lengths`` (B,), each row's own length in [0, T], for a batch of
+sequences of different lengths padded to T steps (torch's packed sequences, forward direction).
+At the steps t >= lengths[b] past its end a row keeps its state (``h_t = h_{t-1}``, ``c_t =
+c_{t-1}``): ``hs[t, b]`` holds that carried state, so ``h_T``, ``c_T`` are each row's state after
+its own last step; and no gradient is made there: the backward ignores ``dhs[t, b]``, gives
+``dxs[t, b] = 0``, adds nothing to dW, dU, db, and carries dh_T (and dc_T) back unchanged to the
+row's last step. The inputs ``xs[t, b]`` past the end never reach an output; keep them finite (zero
+padding), as the weight gradients multiply them by zero.
+
 Each ``*_backward`` takes the gradient of a loss with respect to the forward's outputs and returns
 the gradients with respect to its inputs; ``None`` stands for a zero gradient. A ``cache`` is opaque:
 pass it back to the matching backward of this module. It refers to the forward's inputs and outputs,
@@ -85,6 +94,18 @@ def _zeros_if_none(a, shape, dtype):
     return np.zeros(shape, dtype) if a is None else a
 
 
+def _ended(lengths, t):
+    """(B,) whether each row's sequence ended before step t; None without lengths (none did)."""
+    return None if lengths is None else t >= lengths
+
+
+def _carry(ended, t, *states_ext):
+    """Rows whose sequence has ended keep their state through step t: s[t+1] = s[t] there."""
+    if ended is not None:
+        for s in states_ext:
+            s[t + 1, ended] = s[t, ended]
+
+
 class _Saved:
     """What a forward pass keeps for its backward pass: named arrays."""
 
@@ -100,7 +121,7 @@ class _LSTMCellCache(_Saved):
 
 
 class _LSTMCache(_Saved):
-    __slots__ = ("xs", "hs_ext", "cs_ext", "W", "U", "acts")
+    __slots__ = ("xs", "hs_ext", "cs_ext", "W", "U", "acts", "lengths")
 
 
 # ---- LSTM cell ------------------------------------------------------------------------------------
@@ -177,7 +198,7 @@ def lstm_cell_backward(dh, dc, cache):
 # ---- LSTM sequence --------------------------------------------------------------------------------
 
 
-def lstm_forward(xs, h0, c0, W, U, b):
+def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
     """An LSTM over a whole sequence.
 
     Parameters
@@ -188,13 +209,16 @@ def lstm_forward(xs, h0, c0, W, U, b):
         Initial hidden and cell state; None means zeros.
     W : array_like, shape (I, 4H);  U : array_like, shape (H, 4H);  b : array_like, shape (4H,)
         Gate blocks [i | f | g | o] along the last axis.
+    lengths : array_like of int, shape (B,), optional
+        Each row's sequence length, in [0, T]; None means T for every row. Past its end a row
+        keeps its state and gets no gradient (see the module's documentation).
 
     Returns
     -------
     hs : ndarray, shape (T, B, H)
-        Hidden state after every step.
+        Hidden state after every step (past a row's end: its carried final state).
     h_T, c_T : ndarray, shape (B, H)
-        Final hidden and cell state (h0 and c0 when T = 0).
+        Final hidden and cell state, each row's after its own last step (h0 and c0 when T = 0).
     cache : object
         For :func:`lstm_backward`.
 
@@ -215,6 +239,7 @@ def lstm_forward(xs, h0, c0, W, U, b):
     )
     T, B, _ = xs.shape
     H = U.shape[0]
+    lengths = _validate.sequence_lengths(lengths, T, B)
     hs_ext = np.empty((T + 1, B, H), xs.dtype)  # hs_ext[0] = h0, hs_ext[t+1] = h_t
     cs_ext = np.empty((T + 1, B, H), xs.dtype)
     acts = np.empty((T, B, 4 * H), xs.dtype)  # i, f, g, o of every step
@@ -226,7 +251,8 @@ def lstm_forward(xs, h0, c0, W, U, b):
         acts[t] = np.concatenate([i, f, g, o], axis=1)
         cs_ext[t + 1] = c
         hs_ext[t + 1] = o * tanh_c
-    cache = _LSTMCache(xs=xs, hs_ext=hs_ext, cs_ext=cs_ext, W=W, U=U, acts=acts)
+        _carry(_ended(lengths, t), t, hs_ext, cs_ext)
+    cache = _LSTMCache(xs=xs, hs_ext=hs_ext, cs_ext=cs_ext, W=W, U=U, acts=acts, lengths=lengths)
     return hs_ext[1:], hs_ext[T].copy(), cs_ext[T].copy(), cache
 
 
@@ -240,7 +266,8 @@ def lstm_backward(dhs, dh_T, dc_T, cache):
     dh_T, dc_T : array_like or None, shape (B, H)
         Gradients with respect to ``h_T`` and ``c_T``. None means zero for any of the three.
     cache : object
-        From :func:`lstm_forward`.
+        From :func:`lstm_forward`, whose ``lengths`` the backward honours: ``dhs`` past a row's
+        end is ignored there.
 
     Returns
     -------
@@ -257,13 +284,19 @@ def lstm_backward(dhs, dh_T, dc_T, cache):
     dc = _zeros_if_none(_validate.gradient("dc_T", dc_T, (B, H), "(B, H)", dtype), (B, H), dtype)
     dz_all = np.empty((T, B, 4 * H), dtype)
     for t in reversed(range(T)):
-        if dhs is not None:
-            dh = dh + dhs[t]
+        dh_t = dh if dhs is None else dh + dhs[t]
         i, f, g, o = np.split(k.acts[t], 4, axis=1)
-        dz_all[t], dc = _lstm_gates_backward(
-            dh, dc, i, f, g, o, k.cs_ext[t], np.tanh(k.cs_ext[t + 1])
+        dz_all[t], dc_prev = _lstm_gates_backward(
+            dh_t, dc, i, f, g, o, k.cs_ext[t], np.tanh(k.cs_ext[t + 1])
         )
-        dh = dz_all[t] @ k.U.T
+        ended = _ended(k.lengths, t)
+        if ended is not None:  # no gradient past a row's end; dh and dc pass through unchanged
+            dz_all[t, ended] = 0
+            dc_prev[ended] = dc[ended]
+        dh_prev = dz_all[t] @ k.U.T
+        if ended is not None:
+            dh_prev[ended] = dh[ended]
+        dh, dc = dh_prev, dc_prev
     dz = dz_all.reshape(T * B, 4 * H)
     h_prev = k.hs_ext[:T].reshape(T * B, H)
     dW = k.xs.reshape(T * B, I).T @ dz
@@ -279,7 +312,7 @@ class _RNNCellCache(_Saved):
 
 
 class _RNNCache(_Saved):
-    __slots__ = ("xs", "hs_ext", "W", "U")
+    __slots__ = ("xs", "hs_ext", "W", "U", "lengths")
 
 
 def rnn_cell_forward(x, h_prev, W, U, b):
@@ -337,7 +370,7 @@ def rnn_cell_backward(dh, cache):
     return dz @ k.W.T, dz @ k.U.T, k.x.T @ dz, k.h_prev.T @ dz, dz.sum(axis=0)
 
 
-def rnn_forward(xs, h0, W, U, b):
+def rnn_forward(xs, h0, W, U, b, lengths=None):
     """A vanilla tanh RNN over a whole sequence.
 
     Parameters
@@ -346,12 +379,16 @@ def rnn_forward(xs, h0, W, U, b):
     h0 : array_like or None, shape (B, H)
         Initial hidden state; None means zeros.
     W : array_like, shape (I, H);  U : array_like, shape (H, H);  b : array_like, shape (H,)
+    lengths : array_like of int, shape (B,), optional
+        Each row's sequence length, in [0, T]; None means T for every row. Past its end a row
+        keeps its state and gets no gradient (see the module's documentation).
 
     Returns
     -------
     hs : ndarray, shape (T, B, H)
+        Hidden state after every step (past a row's end: its carried final state).
     h_T : ndarray, shape (B, H)
-        Final hidden state (h0 when T = 0).
+        Final hidden state, each row's after its own last step (h0 when T = 0).
     cache : object
         For :func:`rnn_backward`.
     """
@@ -360,12 +397,15 @@ def rnn_forward(xs, h0, W, U, b):
     )
     T, B, _ = xs.shape
     H = U.shape[0]
+    lengths = _validate.sequence_lengths(lengths, T, B)
     hs_ext = np.empty((T + 1, B, H), xs.dtype)
     hs_ext[0] = _zeros_if_none(h0, (B, H), xs.dtype)
     zx = xs @ W + b
     for t in range(T):
         hs_ext[t + 1] = np.tanh(zx[t] + hs_ext[t] @ U)
-    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs=xs, hs_ext=hs_ext, W=W, U=U)
+        _carry(_ended(lengths, t), t, hs_ext)
+    cache = _RNNCache(xs=xs, hs_ext=hs_ext, W=W, U=U, lengths=lengths)
+    return hs_ext[1:], hs_ext[T].copy(), cache
 
 
 def rnn_backward(dhs, dh_T, cache):
@@ -377,7 +417,7 @@ def rnn_backward(dhs, dh_T, cache):
     dh_T : array_like or None, shape (B, H)
         Gradients with respect to ``hs`` and ``h_T``; None means zero.
     cache : object
-        From :func:`rnn_forward`.
+        From :func:`rnn_forward`, whose ``lengths`` the backward honours.
 
     Returns
     -------
@@ -392,10 +432,15 @@ def rnn_backward(dhs, dh_T, cache):
     dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
     dz_all = np.empty((T, B, H), dtype)
     for t in reversed(range(T)):
-        if dhs is not None:
-            dh = dh + dhs[t]
-        dz_all[t] = dh * (1 - k.hs_ext[t + 1] ** 2)
-        dh = dz_all[t] @ k.U.T
+        dh_t = dh if dhs is None else dh + dhs[t]
+        dz_all[t] = dh_t * (1 - k.hs_ext[t + 1] ** 2)
+        ended = _ended(k.lengths, t)
+        if ended is not None:  # no gradient past a row's end; dh passes through unchanged
+            dz_all[t, ended] = 0
+        dh_prev = dz_all[t] @ k.U.T
+        if ended is not None:
+            dh_prev[ended] = dh[ended]
+        dh = dh_prev
     dz = dz_all.reshape(T * B, H)
     dW = k.xs.reshape(T * B, I).T @ dz
     dU = k.hs_ext[:T].reshape(T * B, H).T @ dz
@@ -432,7 +477,7 @@ class _GRUCellCache(_Saved):
 
 
 class _GRUCache(_Saved):
-    __slots__ = ("xs", "hs_ext", "W", "U", "acts", "hn")
+    __slots__ = ("xs", "hs_ext", "W", "U", "acts", "hn", "lengths")
 
 
 def gru_cell_forward(x, h_prev, W, U, b):
@@ -498,7 +543,7 @@ def gru_cell_backward(dh, cache):
     return dzx @ k.W.T, dh_direct + dzh @ k.U.T, k.x.T @ dzx, k.h_prev.T @ dzh, db
 
 
-def gru_forward(xs, h0, W, U, b):
+def gru_forward(xs, h0, W, U, b, lengths=None):
     """A GRU over a whole sequence (PyTorch's ``nn.GRU``, gate order r, z, n).
 
     Parameters
@@ -513,13 +558,16 @@ def gru_forward(xs, h0, W, U, b):
         b[0] the input-side bias, b[1] the recurrent-side bias: torch's ``bias_ih_l0``,
         ``bias_hh_l0`` stacked (Keras' GRU bias with ``reset_after=True``, once its gate blocks are
         reordered from z, r, h).
+    lengths : array_like of int, shape (B,), optional
+        Each row's sequence length, in [0, T]; None means T for every row. Past its end a row
+        keeps its state and gets no gradient (see the module's documentation).
 
     Returns
     -------
     hs : ndarray, shape (T, B, H)
-        Hidden state after every step.
+        Hidden state after every step (past a row's end: its carried final state).
     h_T : ndarray, shape (B, H)
-        Final hidden state (h0 when T = 0).
+        Final hidden state, each row's after its own last step (h0 when T = 0).
     cache : object
         For :func:`gru_backward`.
 
@@ -541,6 +589,7 @@ def gru_forward(xs, h0, W, U, b):
     )
     T, B, _ = xs.shape
     H = U.shape[0]
+    lengths = _validate.sequence_lengths(lengths, T, B)
     hs_ext = np.empty((T + 1, B, H), xs.dtype)  # hs_ext[0] = h0, hs_ext[t+1] = h_t
     acts = np.empty((T, B, 3 * H), xs.dtype)  # r, z, n of every step
     hn = np.empty((T, B, H), xs.dtype)  # h_{t-1} @ U_n + b[1]_n of every step
@@ -551,7 +600,8 @@ def gru_forward(xs, h0, W, U, b):
         acts[t] = np.concatenate([r, z, n], axis=1)
         hn[t] = hn_t
         hs_ext[t + 1] = h
-    cache = _GRUCache(xs=xs, hs_ext=hs_ext, W=W, U=U, acts=acts, hn=hn)
+        _carry(_ended(lengths, t), t, hs_ext)
+    cache = _GRUCache(xs=xs, hs_ext=hs_ext, W=W, U=U, acts=acts, hn=hn, lengths=lengths)
     return hs_ext[1:], hs_ext[T].copy(), cache
 
 
@@ -564,7 +614,7 @@ def gru_backward(dhs, dh_T, cache):
     dh_T : array_like or None, shape (B, H)
         Gradients with respect to ``hs`` and ``h_T``; None means zero.
     cache : object
-        From :func:`gru_forward`.
+        From :func:`gru_forward`, whose ``lengths`` the backward honours.
 
     Returns
     -------
@@ -580,11 +630,19 @@ def gru_backward(dhs, dh_T, cache):
     dzx_all = np.empty((T, B, 3 * H), dtype)
     dzh_all = np.empty((T, B, 3 * H), dtype)
     for t in reversed(range(T)):
-        if dhs is not None:
-            dh = dh + dhs[t]
+        dh_t = dh if dhs is None else dh + dhs[t]
         r, z, n = np.split(k.acts[t], 3, axis=1)
-        dzx_all[t], dzh_all[t], dh_direct = _gru_gates_backward(dh, r, z, n, k.hn[t], k.hs_ext[t])
-        dh = dh_direct + dzh_all[t] @ k.U.T
+        dzx_all[t], dzh_all[t], dh_direct = _gru_gates_backward(
+            dh_t, r, z, n, k.hn[t], k.hs_ext[t]
+        )
+        ended = _ended(k.lengths, t)
+        if ended is not None:  # no gradient past a row's end; dh passes through unchanged
+            dzx_all[t, ended] = 0
+            dzh_all[t, ended] = 0
+        dh_prev = dh_direct + dzh_all[t] @ k.U.T
+        if ended is not None:
+            dh_prev[ended] = dh[ended]
+        dh = dh_prev
     dzx = dzx_all.reshape(T * B, 3 * H)
     dzh = dzh_all.reshape(T * B, 3 * H)
     dW = k.xs.reshape(T * B, I).T @ dzx

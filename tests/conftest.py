@@ -69,3 +69,33 @@ def simd(request):
     """Every SIMD kernel this CPU runs."""
     with fastlstm._config.use_simd(request.param):
         yield request.param
+
+
+# ---- the three sequence functions alike, for the tests that run them all -------------------------
+
+KINDS = ["lstm", "rnn", "gru"]
+SEQUENCE_STATES = {"lstm": ("h0", "c0"), "rnn": ("h0",), "gru": ("h0",)}
+
+
+def make_sequence_problem(rng, kind, T, B, I, H, dtype=np.float64):
+    """make_problem (LSTM, RNN) or make_gru_problem for `kind`, one of KINDS."""
+    if kind == "gru":
+        return make_gru_problem(rng, T, B, I, H, dtype)
+    return make_problem(rng, T, B, I, H, dtype, gates=4 if kind == "lstm" else 1)
+
+
+def run_sequence(module, kind, p, lengths=None):
+    """`kind`'s forward with `lengths`, then its backward, in `module` on the problem p:
+    (hs, finals, grads) with finals (h_T,) or (h_T, c_T) and grads (dxs, dh0[, dc0], dW, dU, db)."""
+    states = SEQUENCE_STATES[kind]
+    hs, *finals, cache = getattr(module, f"{kind}_forward")(
+        p["xs"], *[p[s] for s in states], p["W"], p["U"], p["b"], lengths=lengths
+    )
+    dfinals = [p[f"d{s[0]}_T"] for s in states]  # h0 -> dh_T, c0 -> dc_T
+    grads = getattr(module, f"{kind}_backward")(p["dhs"], *dfinals, cache)
+    return hs, tuple(finals), tuple(grads)
+
+
+def past_end(lengths, T):
+    """(T, B) whether step t is past row b's end."""
+    return np.arange(T)[:, np.newaxis] >= np.asarray(lengths)

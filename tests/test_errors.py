@@ -214,3 +214,59 @@ def test_gru_backward_and_cell_errors(m):
     *_, lstm_cache = lstm_call(m)
     with pytest.raises(TypeError, match="cache: expected the cache returned by .*gru_forward"):
         m.gru_backward(None, None, lstm_cache)
+
+
+# ---- variable-length batches ---------------------------------------------------------------------
+
+LENGTHS_ERRORS = [
+    ([T] * (B + 1), ValueError, r"lengths: expected shape \(B,\) = \(2,\), got \(3,\)"),
+    ([[T, T]], ValueError, r"lengths: expected shape \(B,\) = \(2,\), got \(1, 2\)"),
+    (T, ValueError, r"lengths: expected shape \(B,\) = \(2,\), got \(\)"),
+    ([T, -1], ValueError, r"lengths: expected values in \[0, T\] = \[0, 3\], got -1 in row 1"),
+    ([T + 1, 0], ValueError, r"lengths: expected values in \[0, T\] = \[0, 3\], got 4 in row 0"),
+    ([3.0, 1.0], TypeError, r"lengths: expected integers, got dtype float64"),
+    ([True, False], TypeError, r"lengths: expected integers, got dtype bool"),
+    (["3", "1"], TypeError, r"lengths: expected integers, got dtype <U1"),
+]
+
+
+def sequence_call(m, kind, lengths):
+    args = good()
+    if kind == "rnn":
+        args.update(W=args["W"][:, :H], U=args["U"][:, :H], b=args["b"][:H])
+    if kind == "gru":
+        args.update(W=args["W"][:, : 3 * H], U=args["U"][:, : 3 * H], b=np.zeros((2, 3 * H)))
+    states = [args["h0"], args["c0"]] if kind == "lstm" else [args["h0"]]
+    forward = getattr(m, f"{kind}_forward")
+    return forward(args["xs"], *states, args["W"], args["U"], args["b"], lengths=lengths)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn", "gru"])
+@pytest.mark.parametrize("lengths, error, message", LENGTHS_ERRORS)
+def test_lengths_errors(kind, lengths, error, message):
+    """The same error, word for word, from fastlstm and from the reference."""
+    messages = []
+    for m in (fastlstm, ref):
+        with pytest.raises(error, match=message) as info:
+            sequence_call(m, kind, lengths)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+@MODULES
+def test_lengths_accepted(m):
+    """Any integer dtype and array-like; an empty list for an empty batch."""
+    for lengths in ([T, 0], (1, 2), np.array([2, 3], np.uint8), np.array([0, 3], np.int32)):
+        sequence_call(m, "lstm", lengths)
+    m.rnn_forward(np.zeros((T, 0, I)), None, np.zeros((I, H)), np.zeros((H, H)), np.zeros(H),
+                  lengths=[])
+
+
+def test_c_checks_lengths_itself():
+    """Lengths outside [0, T] that bypass the Python checks get an error status from C."""
+    from fastlstm import _core
+
+    hs_ext, xs = np.empty((T + 1, B, H)), np.zeros((T, B, I))
+    W, U, b = np.zeros((I, H)), np.zeros((H, H)), np.zeros(H)
+    with pytest.raises(ValueError, match=r"length outside \[0, T\]"):
+        _core.rnn_forward(hs_ext, None, xs, W, U, b, np.array([T, T + 1], np.intp), 1, 0)

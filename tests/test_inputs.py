@@ -2,7 +2,8 @@
 outputs are new C-contiguous arrays."""
 import numpy as np
 import pytest
-from conftest import assert_all_close, assert_close, make_gru_problem, make_problem
+from conftest import (KINDS, assert_all_close, assert_close, make_gru_problem, make_problem,
+                      make_sequence_problem, run_sequence)
 
 import fastlstm
 from fastlstm import reference as ref
@@ -177,3 +178,27 @@ def test_gru_non_finite_values_propagate_like_reference(rng, dtype, bad):
         np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg=f"{name}: -inf")
         finite = np.isfinite(e)
         assert_close(a[finite], e[finite], dtype)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_finite_values_with_lengths(rng, kind, bad):
+    """Past each end a non-finite dhs is ignored, and a row that has ended carries its state and
+    its gradient exactly, even where the recurrent weights hold Inf or NaN (0 * Inf is NaN)."""
+    p = make_sequence_problem(rng, kind, 4, 3, 5, 6)
+    lengths = [4, 0, 2]
+    p["U"][0, 3] = bad
+    p["dhs"][3, 2, 1] = bad  # past row 2's end
+    with np.errstate(all="ignore"):
+        want = run_sequence(ref, kind, p, lengths)
+        got = run_sequence(fastlstm, kind, p, lengths)
+    (hs, _, (dxs, dh0, *_)) = got
+    np.testing.assert_array_equal(hs[:, 1], np.broadcast_to(p["h0"][1], (4, 6)))
+    np.testing.assert_array_equal(dh0[1], p["dh_T"][1])
+    assert not dxs[:, 1].any()
+    for i, (a, e) in enumerate(zip([got[0], *got[1], *got[2]], [want[0], *want[1], *want[2]])):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"output {i}: NaN pattern")
+        np.testing.assert_array_equal(np.isposinf(a), np.isposinf(e), err_msg=f"output {i}: +inf")
+        np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg=f"output {i}: -inf")
+        finite = np.isfinite(e)
+        assert_close(a[finite], e[finite])

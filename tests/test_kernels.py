@@ -1,8 +1,10 @@
 """The C kernels against the NumPy reference: every output and gradient, float32 and float64, awkward
-shapes, every SIMD kernel, and bitwise-identical results for any thread count."""
+shapes, every SIMD kernel, variable-length batches, and bitwise-identical results for any thread
+count."""
 import numpy as np
 import pytest
-from conftest import assert_all_close, assert_close, make_gru_problem, make_problem
+from conftest import (KINDS, SEQUENCE_STATES, assert_all_close, assert_close, make_gru_problem,
+                      make_problem, make_sequence_problem, past_end, run_sequence)
 
 import fastlstm
 from fastlstm import reference as ref
@@ -396,4 +398,122 @@ def test_gru_equals_torch(rng):
     hs, h_T, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
     got = [hs, h_T, *fastlstm.gru_backward(p["dhs"], p["dh_T"], cache)]
     for name, a, e in zip(["hs", "h_T"] + GRU_GRADS, got, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+# ---- variable-length batches ---------------------------------------------------------------------
+
+LENGTHS_SHAPES = [
+    (0, 2, 3, 4),
+    (1, 1, 1, 1),
+    (1, 3, 5, 3),
+    (2, 1, 7, 17),
+    (5, 4, 3, 17),
+    (7, 13, 33, 1),
+    (3, 2, 1, 65),
+    (4, 25, 19, 40),
+]
+
+
+def some_lengths(rng, B, longest):
+    """B lengths in [0, longest], `longest` the first and 0 the last (when B > 1)."""
+    lengths = rng.integers(0, longest + 1, B)
+    lengths[0] = longest
+    if B > 1:
+        lengths[-1] = 0
+    return lengths
+
+
+def names(kind):
+    S = len(SEQUENCE_STATES[kind])
+    return ["hs", "h_T", "c_T"][: 1 + S], ["dxs", "dh0", "dc0"][: 1 + S] + ["dW", "dU", "db"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LENGTHS_SHAPES, ids=lambda s: "T%d-B%d-I%d-H%d" % s)
+@pytest.mark.parametrize("longest", ["T", "T-2"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_lengths_match_reference(rng, kind, longest, shape, dtype, simd):
+    """Mixed lengths, 0 among them; the longest T, or T-2 so that whole steps have no row left."""
+    T, B, I, H = shape
+    p = make_sequence_problem(rng, kind, T, B, I, H, dtype)
+    lengths = some_lengths(rng, B, T if longest == "T" else max(T - 2, 0))
+    hs, finals, grads = run_sequence(fastlstm, kind, p, lengths)
+    ref_hs, ref_finals, ref_grads = run_sequence(ref, kind, p, lengths)
+    out_names, grad_names = names(kind)
+    assert_all_close((hs, *finals), (ref_hs, *ref_finals), out_names)
+    assert_all_close(grads, ref_grads, grad_names)
+    # past each end: the carried final state, exactly, and no gradient at all
+    ended = past_end(lengths, T)
+    np.testing.assert_array_equal(hs[ended], np.broadcast_to(finals[0], hs.shape)[ended])
+    assert not grads[0][ended].any()
+
+
+@pytest.mark.parametrize("module", [fastlstm, ref], ids=["fastlstm", "reference"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_lengths_are_the_plain_pass(rng, kind, module):
+    p = make_sequence_problem(rng, kind, 5, 4, 3, 17)
+    (hs, finals, grads), (full_hs, full_finals, full_grads) = (
+        run_sequence(module, kind, p), run_sequence(module, kind, p, [5] * 4))
+    for a, b in zip([hs, *finals, *grads], [full_hs, *full_finals, *full_grads]):
+        np.testing.assert_array_equal(a, b)
+
+
+# Steps of at least 512K flops (see above); the RNN's H three times larger for its single gate.
+@pytest.mark.parametrize("lengths", [[6, 0, 3, 5, 1, 6, 2, 4, 6], [5, 0, 3, 5, 1, 4, 2, 4, 5]],
+                         ids=["longest-T", "longest-T-1"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_lengths_bitwise_identical_for_any_thread_count(rng, kind, dtype, lengths):
+    T, B, I, H = 6, 9, 64, 270 if kind == "rnn" else 90
+    p = make_sequence_problem(rng, kind, T, B, I, H, dtype)
+    runs = []
+    for n in (1, 2, 3):
+        with fastlstm.num_threads(n):
+            hs, finals, grads = run_sequence(fastlstm, kind, p, lengths)
+        runs.append([hs, *finals, *grads])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("module", [fastlstm, ref], ids=["fastlstm", "reference"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_lengths_equal_torch_packed_sequences(rng, kind, module):
+    """torch.nn.{LSTM,RNN,GRU} on pack_padded_sequence(enforce_sorted=False), float64: the padded
+    outputs (ours zeroed past each end), the final states and every gradient."""
+    torch = pytest.importorskip("torch")
+    T, B, I, H = 6, 4, 5, 7
+    lengths = [6, 1, 3, 4]  # torch packs no empty sequence
+    p = make_sequence_problem(rng, kind, T, B, I, H)
+    states = SEQUENCE_STATES[kind]
+    net = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN, "gru": torch.nn.GRU}[kind](
+        I, H, dtype=torch.float64)
+    b_ih, b_hh = p["b"] if kind == "gru" else (p["b"], np.zeros_like(p["b"]))
+    with torch.no_grad():
+        for name, value in [("weight_ih_l0", p["W"].T), ("weight_hh_l0", p["U"].T),
+                            ("bias_ih_l0", b_ih), ("bias_hh_l0", b_hh)]:
+            getattr(net, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    xs = torch.from_numpy(p["xs"]).requires_grad_()
+    initial = [torch.from_numpy(p[s][np.newaxis]).requires_grad_() for s in states]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xs, torch.tensor(lengths),
+                                                     enforce_sorted=False)
+    out, final = net(packed, tuple(initial) if kind == "lstm" else initial[0])
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+    final = final if kind == "lstm" else (final,)
+    loss = (out * torch.from_numpy(p["dhs"])).sum()
+    for f, s in zip(final, states):
+        loss = loss + (f[0] * torch.from_numpy(p[f"d{s[0]}_T"])).sum()
+    loss.backward()
+    db = net.bias_ih_l0.grad.numpy()  # = bias_hh_l0's gradient, but for the GRU's n block
+    if kind == "gru":
+        db = np.stack([db, net.bias_hh_l0.grad.numpy()])
+    expected = [out.detach().numpy(), *[f[0].detach().numpy() for f in final], xs.grad.numpy(),
+                *[s.grad[0].numpy() for s in initial], net.weight_ih_l0.grad.numpy().T,
+                net.weight_hh_l0.grad.numpy().T, db]
+
+    hs, finals, grads = run_sequence(module, kind, p, lengths)
+    got = [np.where(past_end(lengths, T)[:, :, np.newaxis], 0, hs), *finals, *grads]
+    out_names, grad_names = names(kind)
+    for name, a, e in zip(out_names + grad_names, got, expected):
         np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12, err_msg=name)

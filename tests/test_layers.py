@@ -406,7 +406,7 @@ ERRORS = [
      r"lengths: expected values in \[0, T\] = \[0, 5\]"),
     (lambda: _lstm()(np.zeros((5, 2, 3)), lengths=[5.0, 4.0]), TypeError, r"lengths: expected int"),
     (lambda: fastlstm.LSTM(3, 4, backend=_NO_LENGTHS)(np.zeros((5, 2, 3)), lengths=[5, 4]),
-     NotImplementedError, r"lengths: coming with variable-length kernel support"),
+     NotImplementedError, r"lengths: the backend's lstm_forward takes no lengths keyword"),
     (lambda: fastlstm.LSTMCell(3, 4)(np.zeros((2, 4))), ValueError,
      r"x: expected shape \(B, I\) = \(B, 3\), got \(2, 4\)"),
     (lambda: fastlstm.LSTMCell(3, 4)(np.zeros((2, 3)), (np.zeros((2, 4)), np.zeros((3, 4)))),
@@ -572,74 +572,7 @@ def test_from_keras_rejects_what_it_does_not_compute(rng):
 # ---- variable-length batches ---------------------------------------------------------------------
 
 
-def per_sequence_backend(module=ref):
-    """A backend whose sequence functions take `lengths` by running each batch row alone for its
-    own length with `module`'s functions: the semantics the variable-length kernels will have
-    (steps at or past a row's length leave its state unchanged; no gradient flows there)."""
-
-    def make(kind):
-        S = N_STATES[kind]
-        forward = getattr(module, f"{kind}_forward")
-        backward = getattr(module, f"{kind}_backward")
-
-        def sequence_forward(xs, *args, lengths=None):
-            if lengths is None:
-                return forward(xs, *args)
-            states, weights = args[:S], args[S:]
-            T, B, _ = xs.shape
-            H = weights[1].shape[0]
-            hs = np.empty((T, B, H), xs.dtype)
-            finals = [np.empty((B, H), xs.dtype) for _ in range(S)]
-            caches = []
-            for b, n in enumerate(lengths):
-                h, *final, cache = forward(xs[:n, b : b + 1],
-                                           *[None if s is None else s[b : b + 1] for s in states],
-                                           *weights)
-                hs[:n, b] = h[:, 0]
-                hs[n:, b] = final[0][0]  # the unchanged state: the layer must zero it
-                for a, f in zip(finals, final):
-                    a[b] = f[0]
-                caches.append(cache)
-            return (hs, *finals, (caches, xs.shape, weights))
-
-        def sequence_backward(dhs, *args, lengths=None):
-            if lengths is None:
-                return backward(dhs, *args)
-            dfinals, (caches, (T, B, I), weights) = args[:S], args[S]
-            H = weights[1].shape[0]
-            dxs = np.zeros((T, B, I), weights[0].dtype)
-            dinit = [np.empty((B, H), dxs.dtype) for _ in range(S)]
-            dparams = [np.zeros_like(w) for w in weights]
-            for b, n in enumerate(lengths):
-                # the layer's side of the contract: out is constant zero there, so is its gradient
-                assert dhs is None or not dhs[n:, b].any()
-                dx, *rest = backward(None if dhs is None else dhs[:n, b : b + 1],
-                                     *[None if d is None else d[b : b + 1] for d in dfinals],
-                                     caches[b])
-                dxs[:n, b] = dx[:, 0]
-                for a, g in zip(dinit, rest[:S]):
-                    a[b] = g[0]
-                for a, g in zip(dparams, rest[S:]):
-                    a += g
-            return (dxs, *dinit, *dparams)
-
-        return {f"{kind}_forward": sequence_forward, f"{kind}_backward": sequence_backward}
-
-    return types.SimpleNamespace(**make("lstm"), **make("gru"), **make("rnn"))
-
-
-LENGTHS_BACKENDS = [
-    pytest.param(per_sequence_backend, id="per-sequence"),
-    pytest.param(lambda: fastlstm, id="fastlstm",
-                 marks=pytest.mark.xfail(strict=True, reason="kernels lack lengths",
-                                         raises=NotImplementedError)),
-    pytest.param(lambda: ref, id="reference",
-                 marks=pytest.mark.xfail(strict=True, reason="kernels lack lengths",
-                                         raises=NotImplementedError)),
-]
-
-
-@pytest.mark.parametrize("backend", LENGTHS_BACKENDS)
+@pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_lengths_equal_each_sequence_alone(rng, kind, backend):
     """A variable-length batch equals each sequence run alone: outputs (zero past the end), the
@@ -647,7 +580,7 @@ def test_lengths_equal_each_sequence_alone(rng, kind, backend):
     L, D, T, B, I, H = 2, 2, 6, 4, 3, 4
     lengths = np.array([6, 2, 0, 4])
     layer = KINDS[kind](I, H, num_layers=L, bidirectional=True, batch_first=True,
-                        dtype="float64", seed=4, backend=backend())
+                        dtype="float64", seed=4, backend=BACKENDS[backend])
     alone = KINDS[kind](I, H, num_layers=L, bidirectional=True, batch_first=True,
                         dtype="float64", seed=4, backend=ref)
     x, state, dout, dstate = problem(rng, kind, L, D, True, T, B, I, H, np.float64)
@@ -834,7 +767,7 @@ def test_cell_matches_torch_cell(torch, rng, kind, dtype):
     assert kind == "gru" or not sd["bias_hh"].any()
 
 
-@pytest.mark.parametrize("backend", LENGTHS_BACKENDS)
+@pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_lengths_match_torch_packed_sequences(torch, rng, kind, batch_first, backend):
@@ -842,7 +775,7 @@ def test_lengths_match_torch_packed_sequences(torch, rng, kind, batch_first, bac
     lengths = [6, 1, 3, 4]
     module = torch_module(torch, kind, I, H, np.float64, num_layers=L, bidirectional=True,
                           batch_first=batch_first)
-    layer = KINDS[kind].from_torch(module, backend=backend())
+    layer = KINDS[kind].from_torch(module, backend=BACKENDS[backend])
     x, state, dout, dstate = problem(rng, kind, L, D, batch_first, T, B, I, H, np.float64)
     out, final = layer(x, state, lengths=lengths)
     dx = layer.backward(dout, dstate)

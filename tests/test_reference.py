@@ -1,8 +1,10 @@
-"""The NumPy reference checked on its own: central finite differences in float64, and stepping the
-cell T times equals the sequence functions."""
+"""The NumPy reference checked on its own: central finite differences in float64, stepping the
+cell T times equals the sequence functions, and a variable-length batch equals each sequence run
+alone."""
 import numpy as np
 import pytest
-from conftest import make_gru_problem, make_problem
+from conftest import (KINDS, SEQUENCE_STATES, make_gru_problem, make_problem,
+                      make_sequence_problem, past_end, run_sequence)
 
 from fastlstm import reference as ref
 
@@ -203,3 +205,59 @@ def test_gru_known_values():
     h_prev = np.full((B, H), 2.0)
     h, _ = ref.gru_cell_forward(np.ones((B, I)), h_prev, W, U, b)
     np.testing.assert_allclose(h, 0.5 * np.tanh(0.25 + 0.5) + 0.5 * h_prev)
+
+
+# ---- variable-length batches ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lengths", [[5, 5, 5], [0, 0], [5, 0, 2, 1, 4], [3, 1, 2]],
+                         ids=["all-T", "all-0", "mixed", "all-short"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_lengths_equal_each_sequence_alone(rng, kind, lengths):
+    """Each row of a variable-length batch is that sequence run alone for its own length: hs up
+    to its end and the carried final state after it, the final state, dxs (zero past the end),
+    the initial states' gradients; the weight gradients are the sum of the rows'."""
+    T, I, H = 5, 3, 4
+    B, S = len(lengths), len(SEQUENCE_STATES[kind])
+    p = make_sequence_problem(rng, kind, T, B, I, H)
+    hs, finals, (dxs, *grads) = run_sequence(ref, kind, p, lengths)
+    tight = dict(rtol=1e-12, atol=1e-13)
+    summed = [0, 0, 0]
+    for b, n in enumerate(lengths):
+        rows = {k: p[k][b : b + 1] for k in ("h0", "c0", "dh_T", "dc_T") if k in p}
+        alone = dict(p, xs=p["xs"][:n, b : b + 1], dhs=p["dhs"][:n, b : b + 1], **rows)
+        hs_b, finals_b, (dxs_b, *grads_b) = run_sequence(ref, kind, alone)
+        np.testing.assert_allclose(hs[:n, b], hs_b[:, 0], **tight)
+        np.testing.assert_array_equal(hs[n:, b], np.broadcast_to(finals[0][b], (T - n, H)))
+        for f, f_b in zip(finals, finals_b):
+            np.testing.assert_allclose(f[b], f_b[0], **tight)
+        np.testing.assert_allclose(dxs[:n, b], dxs_b[:, 0], **tight)
+        assert not dxs[n:, b].any()
+        for g, g_b in zip(grads[:S], grads_b[:S]):
+            np.testing.assert_allclose(g[b], g_b[0], **tight)
+        summed = [a + g_b for a, g_b in zip(summed, grads_b[S:])]
+    for name, g, e in zip(["dW", "dU", "db"], grads[S:], summed):
+        np.testing.assert_allclose(g, e, **tight, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sequence_gradients_with_lengths(rng, kind):
+    """Finite differences of a loss on hs up to each row's end and on the final states; the
+    backward gets dhs everywhere and must ignore it past the ends."""
+    T, B, I, H = 4, 3, 2, 3
+    lengths = [4, 0, 2]
+    p = make_sequence_problem(rng, kind, T, B, I, H)
+    states = SEQUENCE_STATES[kind]
+    live = ~past_end(lengths, T)[:, :, np.newaxis]
+
+    def loss():
+        forward = getattr(ref, f"{kind}_forward")
+        hs, *finals, _ = forward(p["xs"], *[p[s] for s in states], p["W"], p["U"], p["b"],
+                                 lengths=lengths)
+        return np.sum(hs * p["dhs"] * live) + sum(
+            np.sum(f * p[f"d{s[0]}_T"]) for f, s in zip(finals, states)
+        )
+
+    _, _, grads = run_sequence(ref, kind, p, lengths)
+    names = ["xs", *states, "W", "U", "b"]
+    check_gradients(loss, dict(zip(names, grads)), {n: p[n] for n in names})
