@@ -1,0 +1,89 @@
+"""What the examples share: their command line, the backend switch, the speed-up measurement and the
+loss plot. Each example reads on its own; this is its appendix, not part of the package.
+"""
+import argparse
+import time
+
+import numpy as np
+
+import fastlstm
+
+BACKENDS = {"fastlstm": fastlstm, "reference": fastlstm.reference}
+
+
+def parser(doc, steps, quick_steps, speedup_steps=3):
+    """The options every example takes; `steps`, `quick_steps` and `speedup_steps` its defaults."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a small model and a short run ({quick_steps} steps), as the tests use")
+    p.add_argument("--steps", type=int,
+                   help=f"training steps (default {steps}, or {quick_steps} with --quick)")
+    p.add_argument("--backend", choices=list(BACKENDS), default="fastlstm",
+                   help="the recurrent layers' functions: fastlstm's C kernels (default) or the "
+                        "NumPy reference; the same seed gives the same losses")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="FILE", help="save the loss curve as an image (matplotlib)")
+    p.add_argument("--speedup-steps", type=int, default=speedup_steps, metavar="N",
+                   help="time N training steps with each backend from the same start and print "
+                        "the speed-up (0: skip)")
+    p.set_defaults(default_steps=steps, default_quick_steps=quick_steps)
+    return p
+
+
+def parse(p, argv):
+    """Parse `argv` (None: the command line); fill in the default step count."""
+    args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = args.default_quick_steps if args.quick else args.default_steps
+    return args
+
+
+def compare_backends(make_step, steps, warmup=1):
+    """Time `steps` training steps with each backend, from the same start, and print the speed-up.
+
+    ``make_step(backend)`` builds the example's model afresh (same seed, same data) on `backend`
+    and returns ``step(i) -> loss``, one training step. Each backend first runs `warmup` untimed
+    steps. Prints both times, the speed-up and the largest relative difference of the losses
+    (the drop-in claim on this workload); returns (seconds per backend, losses per backend).
+    """
+    seconds, losses = {}, {}
+    for name in ("fastlstm", "reference"):
+        step = make_step(BACKENDS[name])
+        for i in range(warmup):
+            step(i)
+        start = time.perf_counter()
+        losses[name] = [step(warmup + i) for i in range(steps)]
+        seconds[name] = time.perf_counter() - start
+    fast, ref = np.array(losses["fastlstm"]), np.array(losses["reference"])
+    gap = float(np.max(np.abs(fast - ref) / np.maximum(np.abs(ref), 1e-30)))
+    print(f"speed-up over {steps} training steps from the same start: fastlstm "
+          f"{seconds['fastlstm']:.3f} s, fastlstm.reference {seconds['reference']:.3f} s: "
+          f"{seconds['reference'] / seconds['fastlstm']:.1f}x faster; losses agree to "
+          f"{gap:.1e} (relative)")
+    return seconds, losses
+
+
+def plot_losses(path, curves, title, ylabel="loss", lines=()):
+    """Save line plots of `curves` ({label: (x, y)}) and horizontal `lines` ((label, y), ...)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot saved")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label)
+    for label, y in lines:
+        ax.axhline(y, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(label, (ax.get_xlim()[1], y), ha="right", va="bottom", fontsize=8)
+    ax.set(title=title, xlabel="training step", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"saved the loss curve to {path}")
