@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
+import _common  # first: it sets up OpenMP for fastlstm
 import fastlstm
 from fastlstm.train import Adam, Linear, collect, softmax, softmax_cross_entropy
 
-import _common
 
 VOCAB = "helo"
 INPUT, TARGET = "hell", "ello"
@@ -69,6 +69,29 @@ def show(title, probabilities):
     return right
 
 
+def train(name, layer_class, xs, targets, backend, args):
+    """Train one model until it predicts every next character; print its tables and progress."""
+    model = CharModel(layer_class, backend, args.dtype, args.seed)
+    label = f"{name} (hidden size {HIDDEN})"
+    show(f"{label}, before training:", softmax(model.logits(xs))[:, 0])
+    losses, start = [], time.perf_counter()
+    for step in range(1, args.steps + 1):
+        loss, logits = model.train_step(xs, targets)
+        losses.append(loss)
+        right = int(np.sum(np.argmax(logits, axis=-1) == targets))
+        done = right == len(TARGET) and loss < 0.1  # every next character, and confidently
+        if step % 50 == 0 or step == 1 or done:
+            print(f"  step {step:4d}: loss {loss:.4f}, {right}/4 next characters right"
+                  + (": done" if done else ""))
+        if done:
+            break
+    seconds = time.perf_counter() - start
+    right = show(f"{label}, after {len(losses)} steps ({seconds:.2f} s):",
+                 softmax(model.logits(xs))[:, 0])
+    print()
+    return dict(losses=losses, accuracy=right / len(TARGET))
+
+
 def main(argv=None):
     args = _common.parse(_common.parser(__doc__, steps=500, quick_steps=300, speedup_steps=200),
                          argv)
@@ -78,25 +101,9 @@ def main(argv=None):
     print(f'input "{INPUT}", targets "{TARGET}"; backend {args.backend}, {args.dtype}\n')
 
     results = {}
-    for name, layer_class in (("RNN", fastlstm.RNN), ("LSTM", fastlstm.LSTM)):
-        model = CharModel(layer_class, backend, args.dtype, args.seed)
-        label = f"{name} (hidden size {HIDDEN})"
-        show(f"{label}, before training:", softmax(model.logits(xs))[:, 0])
-        losses, start = [], time.perf_counter()
-        for step in range(1, args.steps + 1):
-            loss, logits = model.train_step(xs, targets)
-            losses.append(loss)
-            right = int(np.sum(np.argmax(logits, axis=-1) == targets))
-            if step % 50 == 0 or step == 1:
-                print(f"  step {step:4d}: loss {loss:.4f}, {right}/4 next characters right")
-            if right == 4 and loss < 0.1:  # every next character, and confidently
-                print(f"  step {step:4d}: loss {loss:.4f}, {right}/4 next characters right: done")
-                break
-        seconds = time.perf_counter() - start
-        right = show(f"{label}, after {len(losses)} steps ({seconds:.2f} s):",
-                     softmax(model.logits(xs))[:, 0])
-        print()
-        results[name] = dict(losses=losses, accuracy=right / len(TARGET))
+    with _common.threads(backend, args.threads):
+        for name, layer_class in (("RNN", fastlstm.RNN), ("LSTM", fastlstm.LSTM)):
+            results[name] = train(name, layer_class, xs, targets, backend, args)
 
     if args.speedup_steps:
         def make_step(module):
@@ -104,7 +111,7 @@ def main(argv=None):
                       for cls in (fastlstm.RNN, fastlstm.LSTM)]
             return lambda i: [m.train_step(xs, targets)[0] for m in models]
 
-        _common.compare_backends(make_step, args.speedup_steps)
+        _common.compare_backends(make_step, args.speedup_steps, args.threads)
     if args.plot:
         _common.plot_losses(args.plot, {name: (np.arange(1, len(r["losses"]) + 1), r["losses"])
                                         for name, r in results.items()},
