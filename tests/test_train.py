@@ -1,6 +1,8 @@
 """fastlstm.train: losses and Linear against finite differences, optimizers against hand-computed
 steps (and torch.optim, when torch is installed), gradient clipping."""
 import doctest
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -281,3 +283,12 @@ def test_a_training_step_lowers_the_loss(rng):
         head.zero_grad()
         losses.append(loss)
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_readme_training_example():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Training: `fastlstm.train`\n", 1)[1]
+    source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(source.replace("print(", "result = ("), namespace)
+    assert namespace["loss"] < 0.01
