@@ -10,7 +10,9 @@ Gate order i, f, g, o along the last axis of W (I, 4H), U (H, 4H) and b (4H,); f
 nn.GRU) r, z, n along W (I, 3H), U (H, 3H) and b (2, 3H), the input-side and recurrent-side biases.
 
 Layers with parameters, gradients and state, shaped like torch.nn's: :class:`LSTM`, :class:`RNN`,
-:class:`GRU`, :class:`LSTMCell`, :class:`GRUCell`, :class:`RNNCell` (``fastlstm.layers``).
+:class:`GRU`, :class:`LSTMCell`, :class:`GRUCell`, :class:`RNNCell` (``fastlstm.layers``). What
+training needs around them (losses with their gradients, a linear read-out, gradient clipping, SGD
+and Adam): :mod:`fastlstm.train`.
 """
 from . import reference
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
@@ -29,6 +31,7 @@ from ._functions import (
     rnn_forward,
 )
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from . import train
 
 __version__ = "0.1.0"
 
@@ -40,6 +43,7 @@ __all__ = reference.__all__ + [
     "GRUCell",
     "RNNCell",
     "reference",
+    "train",
     "get_num_threads",
     "set_num_threads",
     "num_threads",

@@ -1,0 +1,139 @@
+"""What the examples share: their command line, the backend switch, the threads, the speed-up
+measurement and the loss plot. Each example reads on its own; this is its appendix, not part of the
+package. Import it before fastlstm: it sets OpenMP's wait policy, which OpenMP reads when it loads.
+"""
+import os
+import sys
+
+if "fastlstm" not in sys.modules:
+    # Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY says otherwise).
+    # fastlstm's threads meet at a barrier every time step; when other work keeps the cores busy,
+    # a spinning thread uses up the time slice its partner needs to reach the barrier. On this
+    # project's 2-core machine, with busy processes beside it, a training step of char_lm.py took
+    # 1.6 s with spinning threads and 0.11 s with sleeping ones; on a quieter machine, 0.059 s and
+    # 0.065 s.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402  (after the environment variable, before fastlstm)
+import contextlib  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import fastlstm  # noqa: E402
+
+BACKENDS = {"fastlstm": fastlstm, "reference": fastlstm.reference}
+
+
+def parser(doc, steps, quick_steps, speedup_steps=3):
+    """The options every example takes; `steps`, `quick_steps` and `speedup_steps` its defaults."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a small model and a short run ({quick_steps} steps), as the tests use")
+    p.add_argument("--steps", type=int,
+                   help=f"training steps (default {steps}, or {quick_steps} with --quick)")
+    p.add_argument("--backend", choices=list(BACKENDS), default="fastlstm",
+                   help="the recurrent layers' functions: fastlstm's C kernels (default) or the "
+                        "NumPy reference; the same seed gives the same losses")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="fastlstm's threads (default: OMP_NUM_THREADS, else every core); on a "
+                        "machine that other work keeps busy, fewer threads than cores are faster")
+    p.add_argument("--plot", metavar="FILE", help="save the loss curve as an image (matplotlib)")
+    p.add_argument("--speedup-steps", type=int, default=speedup_steps, metavar="N",
+                   help="time N training steps with each backend from the same start and print "
+                        "the speed-up (0: skip)")
+    p.set_defaults(default_steps=steps, default_quick_steps=quick_steps)
+    return p
+
+
+def parse(p, argv):
+    """Parse `argv` (None: the command line); fill in the default step count."""
+    args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = args.default_quick_steps if args.quick else args.default_steps
+    if args.steps < 1:
+        p.error(f"--steps: expected a positive number, got {args.steps}")
+    return args
+
+
+@contextlib.contextmanager
+def threads(backend, n=None):
+    """Run with fastlstm on `n` threads (None: its default, OMP_NUM_THREADS or every core) and,
+    while `backend` is fastlstm, NumPy's BLAS on one thread (needs threadpoolctl).
+
+    Why one BLAS thread: after a matrix product, OpenBLAS's worker threads keep spinning for a
+    while, waiting for the next one. On a machine with few cores they hold the cores that
+    fastlstm's OpenMP threads, which meet at a barrier every time step, are waiting for: with a
+    NumPy read-out between the LSTM's forward and backward, fastlstm's passes ran 3 times slower on
+    this project's 2-core machine. The read-out's products are small, so one BLAS thread costs them
+    little. The reference keeps NumPy's default: its own recurrent products are BLAS calls.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(fastlstm.num_threads(n or fastlstm.get_num_threads()))
+        if backend is fastlstm:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                if not _warned:
+                    _warned.append(True)
+                    print("note: threadpoolctl is not installed (pip install threadpoolctl), so "
+                          "NumPy's BLAS threads compete with fastlstm's for the cores")
+            else:
+                stack.enter_context(threadpool_limits(1, user_api="blas"))
+        yield
+
+
+_warned = []
+
+
+def compare_backends(make_step, steps, n_threads=None, warmup=1):
+    """Time `steps` training steps with each backend, from the same start, and print the speed-up.
+
+    ``make_step(backend)`` builds the example's model afresh (same seed, same data) on `backend`
+    and returns ``step(i) -> loss``, one training step. Each backend first runs `warmup` untimed
+    steps. Prints both times, the speed-up and the largest relative difference of the losses
+    (the drop-in claim on this workload); returns (seconds per backend, losses per backend).
+    """
+    seconds, losses = {}, {}
+    for name in ("fastlstm", "reference"):
+        with threads(BACKENDS[name], n_threads):
+            step = make_step(BACKENDS[name])
+            for i in range(warmup):
+                step(i)
+            start = time.perf_counter()
+            losses[name] = [step(warmup + i) for i in range(steps)]
+            seconds[name] = time.perf_counter() - start
+    fast, ref = np.array(losses["fastlstm"]), np.array(losses["reference"])
+    gap = float(np.max(np.abs(fast - ref) / np.maximum(np.abs(ref), 1e-30)))
+    print(f"speed-up of fastlstm over fastlstm.reference: "
+          f"{seconds['reference'] / seconds['fastlstm']:.1f}x ({steps} training steps of each from "
+          f"the same start: {seconds['fastlstm']:.3f} s against {seconds['reference']:.3f} s); "
+          f"their losses agree to {gap:.1e} (relative)")
+    return seconds, losses
+
+
+def plot_losses(path, curves, title, ylabel="loss", lines=()):
+    """Save line plots of `curves` ({label: (x, y)}) and horizontal `lines` ((label, y), ...)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot {path}: matplotlib is not installed (pip install matplotlib); no plot saved")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label)
+    for label, y in lines:
+        ax.axhline(y, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(label, (ax.get_xlim()[1], y), ha="right", va="bottom", fontsize=8)
+    ax.set(title=title, xlabel="training step", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"saved the loss curve to {path}")

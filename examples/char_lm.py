@@ -1,0 +1,187 @@
+"""A character-level language model: an LSTM learns to write like The Devil's Dictionary.
+
+The text is Ambrose Bierce's The Devil's Dictionary (1911, public domain; examples/data/). Each
+character is a one-hot vector; an LSTM with a linear read-out predicts the next character at every
+step (many-to-many, softmax cross-entropy), trained with truncated backpropagation through time:
+the training text is cut into B parallel streams read T characters at a time, each chunk starting
+from the state the previous one ended in, while gradients stop at the chunk's start. The last 10%
+of the text is held out; the model must get its loss there well below the text's unigram entropy
+(what knowing only each character's frequency gives). Then it writes, one character at a time,
+sampled at a few temperatures (lower: safer, higher: wilder).
+
+    python examples/char_lm.py [--steps N] [--quick] [--hidden 256] [--prime "LOVE, n.  "]
+                               [--temperatures 0.5 1.0] [--backend reference] [--plot FILE]
+
+Prints the training loss as it falls, the held-out loss against the unigram entropy, samples, and
+fastlstm's speed-up over the NumPy reference.
+"""
+import pathlib
+import time
+
+import numpy as np
+
+import _common  # first: it sets up OpenMP for fastlstm
+import fastlstm
+from fastlstm.train import Adam, Linear, clip_grad_norm, collect, softmax, softmax_cross_entropy
+
+
+TEXT = pathlib.Path(__file__).resolve().parent / "data" / "devils_dictionary.txt"
+SIZES = dict(hidden=256, T=64, B=32, lr=3e-3, eval_chars=None, sample_chars=400)
+QUICK_SIZES = dict(hidden=64, T=32, B=16, lr=1e-2, eval_chars=6000, sample_chars=120)
+
+
+def load(path):
+    """The text, its sorted characters and the text as indices into them."""
+    text = path.read_text(encoding="ascii")
+    vocab = sorted(set(text))
+    lookup = {ch: i for i, ch in enumerate(vocab)}
+    return text, vocab, np.array([lookup[ch] for ch in text], dtype=np.intp)
+
+
+def unigram_entropy(ids, V):
+    """-sum p log p over the characters' frequencies, in nats."""
+    p = np.bincount(ids, minlength=V) / len(ids)
+    p = p[p > 0]
+    return float(-np.sum(p * np.log(p)))
+
+
+def streams(ids, B):
+    """The text cut into B equal streams side by side: (L, B), time-major."""
+    L = len(ids) // B
+    return ids[: B * L].reshape(B, L).T
+
+
+class CharLM:
+    """One-hot characters -> fastlstm.LSTM -> Linear -> scores of the next character."""
+
+    def __init__(self, V, hidden, backend, dtype, seed, lr, clip=5.0):
+        self.onehot = np.eye(V, dtype=dtype)
+        self.lstm = fastlstm.LSTM(V, hidden, dtype=dtype, seed=seed, unit_forget_bias=True,
+                                  backend=backend)
+        self.head = Linear(hidden, V, dtype=dtype, seed=seed + 1)
+        self.params, self.grads = collect(lstm=self.lstm, head=self.head)
+        self.optimizer = Adam(self.params, lr=lr)
+        self.clip = clip
+
+    def logits(self, chars, state=None):
+        """Scores (T, B, V) after each of chars (T, B), and the final state, from `state`."""
+        out, state = self.lstm(self.onehot[chars], state)
+        return self.head(out), state
+
+    def train_step(self, chunk, state):
+        """Truncated BPTT on chunk (T+1, B): forward from `state`, backward to the chunk's start.
+
+        Returns the loss and the final state, for the next chunk to start from.
+        """
+        logits, state = self.logits(chunk[:-1], state)
+        loss, dlogits = softmax_cross_entropy(logits, chunk[1:])
+        self.lstm.zero_grad()
+        self.head.zero_grad()
+        self.lstm.backward(self.head.backward(dlogits))  # no dstate: the truncation
+        clip_grad_norm(self.grads, self.clip)
+        self.optimizer.step(self.grads)
+        return loss, state
+
+    def evaluate(self, ids, B=32, T=200):
+        """Mean cross-entropy (nats per character) of predicting each next character of `ids`."""
+        data = streams(ids, B)
+        total, count, state = 0.0, 0, None
+        for start in range(0, len(data) - 1, T):
+            chunk = data[start : start + T + 1]
+            logits, state = self.logits(chunk[:-1], state)
+            loss, _ = softmax_cross_entropy(logits, chunk[1:])
+            total, count = total + loss * chunk[1:].size, count + chunk[1:].size
+        return total / count
+
+    def sample(self, prime, n, temperature, rng):
+        """`n` characters (indices) after `prime`: a T=1 forward per character, state carried."""
+        logits, state = self.logits(np.asarray(prime)[:, np.newaxis])
+        out = []
+        for _ in range(n):
+            p = softmax(logits[-1, 0].astype(np.float64) / temperature)
+            out.append(int(rng.choice(len(p), p=p)))
+            logits, state = self.logits(np.array([[out[-1]]]), state)
+        return out
+
+
+def main(argv=None):
+    p = _common.parser(__doc__, steps=900, quick_steps=150)
+    p.add_argument("--hidden", type=int, help=f"LSTM hidden units (default {SIZES['hidden']}, "
+                                               f"{QUICK_SIZES['hidden']} with --quick)")
+    p.add_argument("--prime", default="PROGRAMMER, n.  ", help="the text samples start from")
+    p.add_argument("--temperatures", type=float, nargs="*", default=[0.5, 1.0])
+    args = _common.parse(p, argv)
+    sizes = dict(QUICK_SIZES if args.quick else SIZES)
+    if args.hidden:
+        sizes["hidden"] = args.hidden
+    T, B = sizes["T"], sizes["B"]
+    backend = _common.BACKENDS[args.backend]
+
+    text, vocab, ids = load(TEXT)
+    split = int(0.9 * len(ids))
+    train_ids, held_out = ids[:split], ids[split:][: sizes["eval_chars"]]
+    V, unigram = len(vocab), unigram_entropy(ids, len(vocab))
+    print(f"{TEXT.name}: {len(text):,} characters, {V} distinct; {len(train_ids):,} to train on, "
+          f"{len(held_out):,} held out")
+    print(f"unigram entropy of the text: {unigram:.3f} nats = {unigram / np.log(2):.3f} bits per "
+          f"character")
+    print(f"LSTM({V}, {sizes['hidden']}) + Linear({sizes['hidden']}, {V}), {args.dtype}, backend "
+          f"{args.backend}; truncated BPTT over {B} streams, {T} characters per step\n")
+
+    data = streams(train_ids, B)
+    rng = np.random.default_rng(args.seed)
+    losses, held_out_losses = [], []
+    with _common.threads(backend, args.threads):
+        model = CharLM(V, sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
+        start, position, state = time.perf_counter(), 0, None
+        report = max(1, args.steps // 10)
+        for step in range(1, args.steps + 1):
+            if position + T + 1 > len(data):  # the streams' end: start over from a zero state
+                position, state = 0, None
+            loss, state = model.train_step(data[position : position + T + 1], state)
+            position += T
+            losses.append(loss)
+            if step % report == 0 or step == 1:
+                seconds = time.perf_counter() - start
+                print(f"step {step:5d}: training loss {np.mean(losses[-report:]):.3f} nats  "
+                      f"({seconds:5.1f} s, {step * T * B / seconds:,.0f} characters/s)")
+            if step % (args.steps // 3 or 1) == 0 or step == args.steps:
+                held_out_losses.append((step, model.evaluate(held_out)))
+                print(f"            held-out loss {held_out_losses[-1][1]:.3f} nats "
+                      f"(unigram entropy {unigram:.3f})")
+        final = held_out_losses[-1][1]
+        print(f"\nheld-out loss {final:.3f} nats = {final / np.log(2):.2f} bits per character, "
+              f"{unigram - final:.2f} nats below the unigram entropy, after {args.steps} steps "
+              f"({time.perf_counter() - start:.1f} s)")
+
+        prime = [vocab.index(ch) for ch in args.prime]
+        for temperature in args.temperatures:
+            chars = model.sample(prime, sizes["sample_chars"], temperature, rng)
+            print(f"\n--- sample at temperature {temperature} ---\n"
+                  f"{args.prime}{''.join(vocab[i] for i in chars)}")
+    print()
+
+    if args.speedup_steps:
+        def make_step(module):
+            m = CharLM(V, sizes["hidden"], module, args.dtype, args.seed, sizes["lr"])
+            carry = [None]
+
+            def step(i):
+                loss, carry[0] = m.train_step(data[i * T : i * T + T + 1], carry[0])
+                return loss
+
+            return step
+
+        _common.compare_backends(make_step, args.speedup_steps, args.threads)
+    if args.plot:
+        steps, held = zip(*held_out_losses)
+        _common.plot_losses(args.plot, {"training loss": (np.arange(1, len(losses) + 1), losses),
+                                        "held-out loss": (steps, held)},
+                            "character model of The Devil's Dictionary", "nats per character",
+                            lines=[("unigram entropy", unigram)])
+    return dict(losses=losses, held_out=held_out_losses, held_out_loss=final,
+                unigram_entropy=unigram)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""What training a recurrent network from NumPy needs around the recurrent layers.
+
+Losses return the loss and its gradient together; the read-out layer and the optimizers work on
+dicts of arrays, like the layers' ``params`` and ``grads``, and update them in place::
+
+    softmax(logits)                              -> probabilities (..., K)
+    softmax_cross_entropy(logits, targets)       -> loss, dlogits        classification
+    mse(pred, target)                            -> loss, dpred          regression
+    Linear(in_features, out_features)            y = x @ W + b           read-out, with params/grads
+    collect(lstm=lstm, head=head)                -> params, grads        one pair of dicts for all
+    clip_grad_norm(grads, max_norm)              -> norm                 rescales grads in place
+    SGD(params, lr, momentum).step(grads)
+    Adam(params, lr, betas, eps).step(grads)
+
+Losses are means over every position (all axes but the classes' for the cross-entropy, every
+element for the squared error), so their gradients are already divided by that count. Everything
+computes in the dtype of its float inputs (float32 or float64).
+
+A training step, many-to-many, with a layer from :mod:`fastlstm.layers`::
+
+    out, _ = lstm(xs)                                  # (T, B, H)
+    loss, dlogits = softmax_cross_entropy(head(out), targets)
+    lstm.backward(head.backward(dlogits))              # adds into lstm.grads and head.grads
+    clip_grad_norm(grads, 5.0)
+    optimizer.step(grads)
+    lstm.zero_grad(); head.zero_grad()
+
+This module does not differentiate anything automatically: each piece has its own backward.
+"""
+import numpy as np
+
+from .layers import _float_dtype, _positive_int
+
+__all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
+           "SGD", "Adam"]
+
+
+# ---- losses --------------------------------------------------------------------------------------
+
+
+def _float_array(name, value):
+    """`value` as a float32 or float64 array: other real dtypes become float64."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real array, got dtype {array.dtype}")
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    return array
+
+
+def softmax(logits, axis=-1):
+    """exp(logits) normalised to sum to 1 along `axis`, computed without overflow.
+
+    Parameters
+    ----------
+    logits : array_like of float
+    axis : int
+        The axis of the classes.
+
+    Returns
+    -------
+    ndarray, shape and float dtype of `logits`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import softmax
+    >>> softmax(np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+    >>> softmax(np.array([[1000.0, 1000.0]]))        # no overflow
+    array([[0.5, 0.5]])
+    """
+    z = _float_array("logits", logits)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_cross_entropy(logits, targets):
+    """Mean cross-entropy of softmax(logits) against integer class targets, and its gradient.
+
+    loss = mean over positions n of -log softmax(logits[n])[targets[n]], in nats;
+    dlogits = (softmax(logits) - onehot(targets)) / N, with N the number of positions.
+
+    Parameters
+    ----------
+    logits : array_like of float, shape (..., K)
+        Unnormalised scores of K classes at every position, e.g. (T, B, K) for a sequence.
+    targets : array_like of int, shape (...)
+        The right class at every position, in [0, K).
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray, shape (..., K), the float dtype of `logits`
+        Gradient of `loss` with respect to `logits`.
+
+    Shapes
+    ------
+    logits : (..., K);  targets : (...);  dlogits : (..., K)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import softmax_cross_entropy
+    >>> logits = np.zeros((2, 4))                     # two positions, four equally likely classes
+    >>> loss, dlogits = softmax_cross_entropy(logits, np.array([1, 3]))
+    >>> bool(np.isclose(loss, np.log(4)))
+    True
+    >>> dlogits
+    array([[ 0.125, -0.375,  0.125,  0.125],
+           [ 0.125,  0.125,  0.125, -0.375]])
+    """
+    z = _float_array("logits", logits)
+    t = np.asarray(targets)
+    if z.ndim < 1:
+        raise ValueError(f"logits: expected shape (..., K), got {z.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"targets: expected integer class indices, got dtype {t.dtype}")
+    if t.shape != z.shape[:-1]:
+        raise ValueError(f"targets: expected shape {z.shape[:-1]} (logits' shape without K), "
+                         f"got {t.shape}")
+    K, N = z.shape[-1], t.size
+    if N == 0 or K == 0:
+        raise ValueError(f"logits: expected at least one position and one class, got {z.shape}")
+    if t.min() < 0 or t.max() >= K:
+        raise ValueError(f"targets: expected classes in [0, K) = [0, {K}), "
+                         f"got values from {t.min()} to {t.max()}")
+    z2, t1 = z.reshape(N, K), t.reshape(N)
+    shifted = z2 - np.max(z2, axis=1, keepdims=True)
+    log_norm = np.log(np.sum(np.exp(shifted), axis=1))
+    rows = np.arange(N)
+    loss = float(np.mean(log_norm - shifted[rows, t1]))
+    dlogits = np.exp(shifted - log_norm[:, np.newaxis])     # softmax
+    dlogits[rows, t1] -= 1
+    dlogits /= N
+    return loss, dlogits.reshape(z.shape)
+
+
+def mse(pred, target):
+    """Mean squared error and its gradient.
+
+    loss = mean((pred - target)**2);  dpred = 2 (pred - target) / N, with N the number of elements.
+
+    Parameters
+    ----------
+    pred : array_like of float
+    target : array_like, same shape as `pred`
+        No broadcasting: a shape mismatch is an error, not a silently averaged grid.
+
+    Returns
+    -------
+    loss : float
+    dpred : ndarray, shape and float dtype of `pred`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import mse
+    >>> loss, dpred = mse(np.array([1.0, 2.0]), np.array([0.0, 4.0]))
+    >>> loss, dpred
+    (2.5, array([ 1., -2.]))
+    """
+    p = _float_array("pred", pred)
+    t = np.asarray(target)
+    if t.shape != p.shape:
+        raise ValueError(f"target: expected the shape of pred {p.shape}, got {t.shape}")
+    if p.size == 0:
+        raise ValueError("pred: expected at least one element, got shape " + str(p.shape))
+    error = p - t.astype(p.dtype, copy=False)
+    return float(np.mean(error * error)), (2 / p.size) * error
+
+
+# ---- a read-out layer ----------------------------------------------------------------------------
+
+
+def _last_axis(name, value, symbol, size, dtype):
+    """`value` as an array of `dtype` whose last axis has `size` elements (any leading axes)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real array, got dtype {array.dtype}")
+    if array.ndim < 1 or array.shape[-1] != size:
+        raise ValueError(
+            f"{name}: expected shape (..., {symbol}) = (..., {size}), got {array.shape}")
+    return np.asarray(array, dtype)
+
+
+class Linear:
+    """An affine layer ``y = x @ W + b`` over the last axis, with parameters and gradients.
+
+    The read-out of a recurrent layer: per time step and batch row, from the H hidden units to K
+    scores or values. ``params`` and ``grads`` are dicts with the same keys, ``W`` (I, O) and ``b``
+    (O,), initialised uniform in +-1/sqrt(I) like ``torch.nn.Linear``. As in the recurrent layers,
+    ``backward`` adds into ``grads`` until ``zero_grad()``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        I and O.
+    dtype : "float32" or "float64"
+    seed : int, numpy.random.Generator or None
+        For ``np.random.default_rng``.
+
+    Shapes
+    ------
+    x : (..., I);  y : (..., O), e.g. (T, B, H) -> (T, B, K)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import Linear
+    >>> head = Linear(3, 2, dtype="float64", seed=0)
+    >>> y = head(np.ones((5, 4, 3)))                           # (T, B, I) -> (T, B, O)
+    >>> dx = head.backward(np.ones_like(y))
+    >>> y.shape, dx.shape, head.grads["W"].shape, float(head.grads["b"][0])
+    ((5, 4, 2), (5, 4, 3), (3, 2), 20.0)
+    """
+
+    def __init__(self, in_features, out_features, dtype="float32", seed=None):
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        self.dtype = _float_dtype(dtype)
+        k = 1 / np.sqrt(self.in_features)
+        rng = np.random.default_rng(seed)
+        self.params = {
+            "W": rng.uniform(-k, k, (self.in_features, self.out_features)).astype(self.dtype),
+            "b": rng.uniform(-k, k, self.out_features).astype(self.dtype),
+        }
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._x = None
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, dtype={self.dtype.name!r})"
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        """y (..., O) = x (..., I) @ W + b; keeps x for the backward."""
+        self._x = _last_axis("x", x, "I", self.in_features, self.dtype)
+        return self._x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        """Adds dW = x^T dy and db = sum(dy) into ``grads``; returns dx (..., I) = dy @ W^T."""
+        if self._x is None:
+            raise RuntimeError("backward: call forward first")
+        x = self._x
+        dy = _last_axis("dy", dy, "O", self.out_features, self.dtype)
+        if dy.shape[:-1] != x.shape[:-1]:
+            raise ValueError(f"dy: expected shape {x.shape[:-1] + (self.out_features,)} "
+                             f"(x's leading axes), got {dy.shape}")
+        x2, dy2 = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
+        self.grads["W"] += x2.T @ dy2
+        self.grads["b"] += dy2.sum(axis=0)
+        return dy @ self.params["W"].T
+
+    def zero_grad(self):
+        """Set every gradient to zero, in place."""
+        for g in self.grads.values():
+            g.fill(0)
+
+
+def collect(**modules):
+    """One ``params`` dict and one ``grads`` dict over several modules, for an optimizer.
+
+    Keys are ``"{name}.{key}"``; the values are the modules' own arrays, not copies, so updating
+    ``params`` in place updates the modules, and their ``backward`` fills ``grads``.
+
+    Parameters
+    ----------
+    **modules
+        Anything with ``params`` and ``grads`` dicts: ``fastlstm.LSTM``, ``RNN``, the cells,
+        :class:`Linear`.
+
+    Returns
+    -------
+    params, grads : dict of ndarray
+
+    Examples
+    --------
+    >>> import fastlstm
+    >>> from fastlstm.train import Linear, collect
+    >>> lstm, head = fastlstm.LSTM(3, 8, seed=0), Linear(8, 2, seed=1)
+    >>> params, grads = collect(lstm=lstm, head=head)
+    >>> sorted(params)
+    ['head.W', 'head.b', 'lstm.U_l0', 'lstm.W_l0', 'lstm.b_l0']
+    >>> params["head.W"] is head.params["W"] and grads["lstm.U_l0"] is lstm.grads["U_l0"]
+    True
+    """
+    params, grads = {}, {}
+    for name, module in modules.items():
+        if sorted(module.params) != sorted(module.grads):
+            raise ValueError(f"{name}: params and grads have different keys")
+        for key in module.params:
+            params[f"{name}.{key}"] = module.params[key]
+            grads[f"{name}.{key}"] = module.grads[key]
+    return params, grads
+
+
+# ---- gradient clipping and optimizers ------------------------------------------------------------
+
+
+def clip_grad_norm(grads, max_norm):
+    """Rescale the gradients in place so that their global norm is at most `max_norm`.
+
+    The global norm is sqrt(sum over every array of sum(g**2)), computed in float64. If it exceeds
+    `max_norm`, every array is multiplied by max_norm / norm, which keeps the update's direction
+    (Pascanu et al., 2013); otherwise nothing changes. A NaN or infinite norm changes nothing
+    either: the caller sees it in the returned value.
+
+    Parameters
+    ----------
+    grads : dict of ndarray, or an iterable of ndarray
+        Modified in place.
+    max_norm : float
+        Positive.
+
+    Returns
+    -------
+    norm : float
+        The global norm before clipping (worth logging: spikes show exploding gradients).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import clip_grad_norm
+    >>> grads = {"W": np.array([3.0, 0.0]), "b": np.array([4.0])}
+    >>> clip_grad_norm(grads, 1.0)
+    5.0
+    >>> grads["W"], grads["b"]
+    (array([0.6, 0. ]), array([0.8]))
+    """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm: expected a positive number, got {max_norm!r}")
+    arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    norm = float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in arrays)))
+    if norm > max_norm:  # False for NaN
+        for g in arrays:
+            g *= max_norm / norm
+    return norm
+
+
+class _Optimizer:
+    """Holds a dict of parameters; ``step(grads)`` updates each in place from its key's grad."""
+
+    def __init__(self, params, lr):
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
+        for name, p in params.items():
+            if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{name!r}]: expected a float32 or float64 ndarray")
+            if not p.flags.writeable:
+                raise ValueError(f"params[{name!r}]: is read-only; the optimizer updates in place")
+        if not lr > 0:
+            raise ValueError(f"lr: expected a positive number, got {lr!r}")
+        self.params, self.lr = params, lr
+        self.steps = 0
+
+    def _checked(self, grads):
+        if not isinstance(grads, dict) or sorted(grads) != sorted(self.params):
+            keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
+            raise ValueError(
+                f"grads: expected the keys of params {sorted(self.params)}, got {keys}")
+        for name, p in self.params.items():
+            if np.shape(grads[name]) != p.shape:
+                raise ValueError(f"grads[{name!r}]: expected shape {p.shape}, "
+                                 f"got {np.shape(grads[name])}")
+        return {name: np.asarray(grads[name], p.dtype) for name, p in self.params.items()}
+
+    def step(self, grads):
+        """Update every parameter in place from ``grads`` (a dict with the same keys and shapes)."""
+        grads = self._checked(grads)
+        self.steps += 1
+        for name, p in self.params.items():
+            self._update(name, p, grads[name])
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent, with optional (heavy-ball) momentum, as ``torch.optim.SGD``::
+
+        v = momentum * v + g          (v = g at the first step; v = g throughout if momentum = 0)
+        p = p - lr * v
+
+    Parameters
+    ----------
+    params : dict of ndarray
+        Updated in place by :meth:`step` (e.g. ``layer.params``, or from :func:`collect`).
+    lr : float
+        Learning rate.
+    momentum : float
+        In [0, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import SGD
+    >>> params = {"w": np.array([1.0, 2.0])}
+    >>> opt = SGD(params, lr=0.1, momentum=0.9)
+    >>> opt.step({"w": np.array([1.0, -1.0])}); params["w"]
+    array([0.9, 2.1])
+    >>> opt.step({"w": np.array([1.0, -1.0])}); params["w"]          # v = 0.9 * v + g = 1.9
+    array([0.71, 2.29])
+    """
+
+    def __init__(self, params, lr, momentum=0.0):
+        super().__init__(params, lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
+        self.momentum = momentum
+        self.velocity = {}
+
+    def _update(self, name, p, g):
+        if self.momentum:
+            v = self.velocity.get(name)
+            if v is None:
+                v = self.velocity[name] = g.copy()
+            else:
+                v *= self.momentum
+                v += g
+            g = v
+        p -= self.lr * g
+
+
+class Adam(_Optimizer):
+    """Adam (Kingma and Ba, 2015), as ``torch.optim.Adam``: per parameter, at step t,
+
+        m = beta1 * m + (1 - beta1) * g              first-moment estimate
+        v = beta2 * v + (1 - beta2) * g**2           second-moment estimate
+        p = p - lr * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + eps)
+
+    Parameters
+    ----------
+    params : dict of ndarray
+        Updated in place by :meth:`step`.
+    lr : float
+        Learning rate: roughly the largest change of a parameter per step.
+    betas : (float, float)
+        beta1, beta2 in [0, 1).
+    eps : float
+        Keeps the division finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm.train import Adam
+    >>> params = {"w": np.array([1.0, 1.0])}
+    >>> opt = Adam(params, lr=0.1)
+    >>> opt.step({"w": np.array([0.5, -2.0])})       # the first step moves each by lr * sign(g)
+    >>> np.round(params["w"], 6)
+    array([0.9, 1.1])
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, lr)
+        beta1, beta2 = betas
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        if not eps >= 0:
+            raise ValueError(f"eps: expected a number >= 0, got {eps!r}")
+        self.betas, self.eps = (beta1, beta2), eps
+        self.m = {name: np.zeros_like(p) for name, p in params.items()}
+        self.v = {name: np.zeros_like(p) for name, p in params.items()}
+
+    def _update(self, name, p, g):
+        (beta1, beta2), t = self.betas, self.steps
+        m, v = self.m[name], self.v[name]
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        denominator = np.sqrt(v / (1 - beta2**t))
+        denominator += self.eps
+        p -= (self.lr / (1 - beta1**t)) * m / denominator
