@@ -23,6 +23,7 @@ SHAPES = [
     (3, 2, 1, 65),
     (4, 25, 19, 40),
     (3, 1, 300, 129),
+    (2, 1, 9, 515),  # one row of a wide U: the backward's dot products read U in place
 ]
 DTYPES = [np.float32, np.float64]
 
@@ -219,7 +220,8 @@ def test_cell_without_state_or_gradient(rng):
 
 # Steps of at least 2*B*(I+H)*4H = 512K flops, so that the kernels really start several threads
 # (team_size in csrc/fastlstm.c runs smaller steps on the calling thread alone).
-@pytest.mark.parametrize("shape", [(6, 9, 64, 90), (3, 40, 33, 130), (20, 1, 190, 210)])
+@pytest.mark.parametrize("shape", [(6, 9, 64, 90), (3, 40, 33, 130), (20, 1, 190, 210),
+                                   (3, 1, 30, 520)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bitwise_identical_for_any_thread_count(rng, shape, dtype):
     p = make_problem(rng, *shape, dtype=dtype)
@@ -282,6 +284,7 @@ GRU_SHAPES = [
     (5, 3, 17, 1),
     (3, 2, 1, 65),
     (4, 25, 19, 40),
+    (2, 1, 9, 515),
 ]
 
 
