@@ -146,7 +146,8 @@ FL_DECLARE_PASSES(double, f64)
 /* ---- cells: one step, for callers that loop over time themselves ----------------------------------
  * The same maths as a one-step pass, made cheap to call: no workspace, the weights read in place
  * (never packed or cached, so changes to them between calls are always seen), and small steps run on
- * the calling thread. h_prev and c_prev are required (pass zeros); dh and dc may be NULL (zeros).
+ * the calling thread. h_prev and c_prev are required (pass zeros); dh and dc may be NULL (zeros),
+ * except the GRU's dh.
  * dz is scratch the caller provides: the step's pre-activation gradients. */
 
 #define FL_DECLARE_CELLS(real, suffix)                                                               \
@@ -174,7 +175,20 @@ FL_DECLARE_PASSES(double, f64)
     int fl_rnn_cell_backward_##suffix(real *dx, real *dh_prev, real *dW, real *dU, real *db,         \
                                       real *dz, const real *dh, const real *x, const real *h_prev,   \
                                       const real *h, const real *W, const real *U, ptrdiff_t B,      \
-                                      ptrdiff_t I, ptrdiff_t H, int num_threads, int simd);
+                                      ptrdiff_t I, ptrdiff_t H, int num_threads, int simd);         \
+    /* GRU forward: h (B, H), gates (B, 3H) (r, z, n) and hn (B, H) (h_prev @ U_n + b[1]_n) out;  */  \
+    /*              gh (B, 3H) scratch; x (B, I); h_prev (B, H); W (I, 3H); U (H, 3H); b (2, 3H) */  \
+    int fl_gru_cell_forward_##suffix(real *h, real *gates, real *hn, real *gh, const real *x,        \
+                                     const real *h_prev, const real *W, const real *U,               \
+                                     const real *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,           \
+                                     int num_threads, int simd);                                     \
+    /* GRU backward: dx (B, I), dh_prev (B, H), dW (I, 3H), dU (H, 3H), db (2, 3H) out;        */  \
+    /*               dz (2, B, 3H) scratch; dh (B, H) in (required); x, h_prev, gates, hn, W, U */  \
+    int fl_gru_cell_backward_##suffix(real *dx, real *dh_prev, real *dW, real *dU, real *db,         \
+                                      real *dz, const real *dh, const real *x, const real *h_prev,   \
+                                      const real *gates, const real *hn, const real *W,              \
+                                      const real *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,          \
+                                      int num_threads, int simd);
 
 FL_DECLARE_CELLS(float, f32)
 FL_DECLARE_CELLS(double, f64)

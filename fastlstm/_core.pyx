@@ -119,6 +119,26 @@ cdef extern from "fastlstm.h" nogil:
                                  const double *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
                                  int num_threads, int simd)
 
+cdef extern from "fastlstm.h" nogil:
+    int fl_gru_cell_forward_f32(float *h, float *gates, float *hn, float *gh, const float *x,
+                                const float *h_prev, const float *W, const float *U,
+                                const float *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd)
+    int fl_gru_cell_forward_f64(double *h, double *gates, double *hn, double *gh, const double *x,
+                                const double *h_prev, const double *W, const double *U,
+                                const double *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                int num_threads, int simd)
+    int fl_gru_cell_backward_f32(float *dx, float *dh_prev, float *dW, float *dU, float *db,
+                                 float *dz, const float *dh, const float *x, const float *h_prev,
+                                 const float *gates, const float *hn, const float *W,
+                                 const float *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                                 int num_threads, int simd)
+    int fl_gru_cell_backward_f64(double *dx, double *dh_prev, double *dW, double *dU, double *db,
+                                 double *dz, const double *dh, const double *x,
+                                 const double *h_prev, const double *gates, const double *hn,
+                                 const double *W, const double *U, ptrdiff_t B, ptrdiff_t I,
+                                 ptrdiff_t H, int num_threads, int simd)
+
 # After fastlstm.h: NumPy's headers bring <complex.h>, whose macro I would clash with its argument names.
 cimport numpy as cnp
 
@@ -627,5 +647,85 @@ def rnn_cell_backward(dh, x, h_prev, h, W, U, int num_threads, int simd):
                 <double *>pdz, <const double *>pdh, <const double *>px, <const double *>ph_prev,
                 <const double *>ph, <const double *>pW, <const double *>pU, B, I, H, num_threads,
                 simd)
+    _raise_for(status)
+    return dx, dh_prev, dW, dU, db
+
+
+def gru_cell_forward(x, h_prev, W, U, b, int num_threads, int simd):
+    """(h, gates, hn) of one GRU step: h and hn (B, H), gates (B, 3H) the activations r, z, n, hn
+    the recurrent part of n; None when the arguments do not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    if t < 0:
+        return None
+    if not (_fits(h_prev, t, B, H) and _fits(W, t, I, 3 * H) and _fits(U, t, H, 3 * H)
+            and _fits(b, t, 2, 3 * H)):
+        return None
+    h, gates, hn, gh = _empty(B, H, t), _empty(B, 3 * H, t), _empty(B, H, t), _empty(B, 3 * H, t)
+    cdef void *ph = _data(h)
+    cdef void *pg = _data(gates)
+    cdef void *phn = _data(hn)
+    cdef void *pgh = _data(gh)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef const void *pb = _data(b)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_gru_cell_forward_f32(<float *>ph, <float *>pg, <float *>phn, <float *>pgh,
+                                             <const float *>px, <const float *>ph_prev,
+                                             <const float *>pW, <const float *>pU,
+                                             <const float *>pb, B, I, H, num_threads, simd)
+        else:
+            status = fl_gru_cell_forward_f64(<double *>ph, <double *>pg, <double *>phn,
+                                             <double *>pgh, <const double *>px,
+                                             <const double *>ph_prev, <const double *>pW,
+                                             <const double *>pU, <const double *>pb, B, I, H,
+                                             num_threads, simd)
+    _raise_for(status)
+    return h, gates, hn
+
+
+def gru_cell_backward(dh, x, h_prev, gates, hn, W, U, int num_threads, int simd):
+    """(dx, dh_prev, dW, dU, db) of one GRU step from what gru_cell_forward used and gave; None
+    when dh ((B, H), required) does not fit yet."""
+    cdef ptrdiff_t B, I, H
+    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+    _need(t >= 0, "cache")
+    _need(_fits(h_prev, t, B, H) and _fits(gates, t, B, 3 * H) and _fits(hn, t, B, H)
+          and _fits(W, t, I, 3 * H) and _fits(U, t, H, 3 * H), "cache")
+    if not _fits(dh, t, B, H):
+        return None
+    dx, dh_prev, dz = _empty(B, I, t), _empty(B, H, t), _empty(2 * B, 3 * H, t)
+    dW, dU, db = _empty(I, 3 * H, t), _empty(H, 3 * H, t), _empty(2, 3 * H, t)
+    cdef void *pdx = _data(dx)
+    cdef void *pdh_prev = _data(dh_prev)
+    cdef void *pdW = _data(dW)
+    cdef void *pdU = _data(dU)
+    cdef void *pdb = _data(db)
+    cdef void *pdz = _data(dz)
+    cdef const void *pdh = _data(dh)
+    cdef const void *px = _data(x)
+    cdef const void *ph_prev = _data(h_prev)
+    cdef const void *pg = _data(gates)
+    cdef const void *phn = _data(hn)
+    cdef const void *pW = _data(W)
+    cdef const void *pU = _data(U)
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = fl_gru_cell_backward_f32(
+                <float *>pdx, <float *>pdh_prev, <float *>pdW, <float *>pdU, <float *>pdb,
+                <float *>pdz, <const float *>pdh, <const float *>px, <const float *>ph_prev,
+                <const float *>pg, <const float *>phn, <const float *>pW, <const float *>pU, B, I,
+                H, num_threads, simd)
+        else:
+            status = fl_gru_cell_backward_f64(
+                <double *>pdx, <double *>pdh_prev, <double *>pdW, <double *>pdU, <double *>pdb,
+                <double *>pdz, <const double *>pdh, <const double *>px, <const double *>ph_prev,
+                <const double *>pg, <const double *>phn, <const double *>pW, <const double *>pU,
+                B, I, H, num_threads, simd)
     _raise_for(status)
     return dx, dh_prev, dW, dU, db

@@ -77,13 +77,10 @@ def _zeros_if_none(state, like, H):
     return np.zeros((like.shape[0], H), like.dtype) if state is None else state
 
 
-class _GRUCellCache:
-    """A one-step GRU sequence's cache (the GRU cell has no C cell of its own yet)."""
+class _GRUCellCache(tuple):
+    """What gru_cell_forward keeps for gru_cell_backward: (x, h_prev, gates, hn, W, U)."""
 
-    __slots__ = ("sequence",)
-
-    def __init__(self, sequence):
-        self.sequence = sequence
+    __slots__ = ()
 
 
 # ---- LSTM -----------------------------------------------------------------------------------------
@@ -264,18 +261,27 @@ def gru_backward(dhs, dh_T, cache):
 
 @_mirror(reference.gru_cell_forward)
 def gru_cell_forward(x, h_prev, W, U, b):
-    x, (h_prev,), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
-    )
-    _, h, cache = _gru_forward(x[np.newaxis], h_prev, W, U, b, None)
-    return h, _GRUCellCache(cache)
+    threads, simd = _config.kernel_args()
+    out = _core.gru_cell_forward(x, h_prev, W, U, b, threads, simd)
+    if out is None:
+        x, (h_prev,), W, U, b = _validate.recurrent_args(
+            ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
+        )
+        h_prev = _zeros_if_none(h_prev, x, U.shape[0])
+        out = _core.gru_cell_forward(x, h_prev, W, U, b, threads, simd)
+    h, gates, hn = out
+    return h, _GRUCellCache((x, h_prev, gates, hn, W, U))
 
 
 @_mirror(reference.gru_cell_backward)
 def gru_cell_backward(dh, cache):
     _validate.check_cache(cache, _GRUCellCache, "fastlstm.gru_cell_forward")
-    k = cache.sequence
-    shape, dtype = (k.xs.shape[1], k.U.shape[0]), k.xs.dtype
-    dh = _validate.gradient("dh", dh, shape, "(B, H)", dtype)
-    dxs, dh_prev, dW, dU, db = _gru_backward(None, dh, k)
-    return dxs[0], dh_prev, dW, dU, db
+    threads, simd = _config.kernel_args()
+    out = _core.gru_cell_backward(dh, *cache, threads, simd)
+    if out is None:
+        x, *_, U = cache
+        shape = (x.shape[0], U.shape[0])
+        dh = _validate.gradient("dh", dh, shape, "(B, H)", x.dtype)
+        out = _core.gru_cell_backward(np.zeros(shape, x.dtype) if dh is None else dh, *cache,
+                                      threads, simd)
+    return out

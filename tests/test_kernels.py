@@ -162,7 +162,7 @@ def test_rnn_cell_matches_reference(rng, shape, dtype, simd):
     assert_all_close(grads, ref_grads, ["dx", "dh_prev", "dW", "dU", "db"])
 
 
-def online_training(module, p, steps, lstm):
+def online_training(module, p, steps, kind):
     """A user's loop: one cell step forward and back, then an SGD update of W, U, b in place (so
     every call sees weights changed since the last); returns everything it computed."""
     W, U, b = p["W"].copy(), p["U"].copy(), p["b"].copy()
@@ -170,15 +170,15 @@ def online_training(module, p, steps, lstm):
     trace = []
     for t in range(steps):
         x = p["xs"][t]
-        if lstm:
+        if kind == "lstm":
             h, c, cache = module.lstm_cell_forward(x, h, c, W, U, b)
             W[0] += 0.25  # changed between the forward and its backward: the backward sees it too
             dx, dh, dc, dW, dU, db = module.lstm_cell_backward(p["dhs"][t], p["dc_T"], cache)
             trace += [h, c, dx, dh, dc, dW, dU, db]
         else:
-            h, cache = module.rnn_cell_forward(x, h, W, U, b)
+            h, cache = getattr(module, f"{kind}_cell_forward")(x, h, W, U, b)
             W[0] += 0.25
-            dx, dh, dW, dU, db = module.rnn_cell_backward(p["dhs"][t], cache)
+            dx, dh, dW, dU, db = getattr(module, f"{kind}_cell_backward")(p["dhs"][t], cache)
             trace += [h, dx, dh, dW, dU, db]
         W -= 0.1 * dW
         U -= 0.1 * dU
@@ -186,12 +186,16 @@ def online_training(module, p, steps, lstm):
     return trace
 
 
-@pytest.mark.parametrize("lstm", [True, False], ids=["lstm", "rnn"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_cell_sees_weights_changed_in_place(rng, lstm, dtype):
-    p = make_problem(rng, 6, 3, 5, 7, dtype=dtype, gates=4 if lstm else 1)
-    trace = online_training(fastlstm, p, 6, lstm)
-    expected = online_training(ref, p, 6, lstm)
+def test_cell_sees_weights_changed_in_place(rng, kind, dtype):
+    if kind == "gru":
+        p = make_gru_problem(rng, 6, 3, 5, 7, dtype=dtype)
+        p["c0"] = None
+    else:
+        p = make_problem(rng, 6, 3, 5, 7, dtype=dtype, gates=4 if kind == "lstm" else 1)
+    trace = online_training(fastlstm, p, 6, kind)
+    expected = online_training(ref, p, 6, kind)
     for t, (a, e) in enumerate(zip(trace, expected)):
         assert_close(a, e)
 
@@ -348,8 +352,9 @@ def test_gru_zero_steps_returns_initial_state(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gru_cell_matches_reference(rng, dtype, simd):
-    p = make_gru_problem(rng, 1, 3, 7, 17, dtype=dtype)
+@pytest.mark.parametrize("shape", CELL_SHAPES, ids=lambda s: "B%d-I%d-H%d" % s)
+def test_gru_cell_matches_reference(rng, shape, dtype, simd):
+    p = make_gru_problem(rng, 1, *shape, dtype=dtype)
     x = p["xs"][0]
     results = []
     for module in (fastlstm, ref):
@@ -369,7 +374,9 @@ def test_gru_bitwise_identical_for_any_thread_count(rng, shape, dtype):
     for n in (1, 2, 3):
         with fastlstm.num_threads(n):
             hs, h_T, cache = fastlstm.gru_forward(p["xs"], p["h0"], p["W"], p["U"], p["b"])
-            runs.append([hs, h_T, *fastlstm.gru_backward(p["dhs"], p["dh_T"], cache)])
+            h, cell_cache = fastlstm.gru_cell_forward(p["xs"][0], p["h0"], p["W"], p["U"], p["b"])
+            runs.append([hs, h_T, *fastlstm.gru_backward(p["dhs"], p["dh_T"], cache), h,
+                         *fastlstm.gru_cell_backward(p["dh_T"], cell_cache)])
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
