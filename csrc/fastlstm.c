@@ -120,15 +120,6 @@ static ptrdiff_t steps_to_run(const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B
     return longest;
 }
 
-/* The first step with a row past its end: the shortest length (T without lengths). */
-static ptrdiff_t first_ended_step(const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B)
-{
-    ptrdiff_t shortest = T;
-    for (ptrdiff_t r = 0; lengths && r < B; r++)
-        shortest = lengths[r] < shortest ? lengths[r] : shortest;
-    return shortest;
-}
-
 int fl_openmp_version(void)
 {
 #ifdef _OPENMP
