@@ -35,14 +35,19 @@ static inline int fl_thread_count(void)
 #endif
 }
 
-/* Threads worth starting for a recurrence whose steps each cost 2*B*(I+H)*G*H flops: just the
- * caller's where a step is too small to pay for its barriers. Measured on a 2-core AVX-512 machine
- * (T = 100): one thread is as fast or 15-25% faster up to ~400K flops a step (B = 1..4,
- * H = 64..128), two threads 25-33% faster from ~1M (B = 1, H = 256). */
-static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G)
+/* Threads worth starting for work whose steps each cost 2*B*(I+H)*G*H flops: just the caller's
+ * where a step is too small to pay for its barrier (a whole sequence, one per step) or for the team
+ * itself (a cell, ~1.3 us to start a team per call). Measured on a 2-core AVX-512 machine, T = 100:
+ * a sequence ran as fast or faster on one thread up to ~100K flops a step (B = 1, H = 64; B = 2,
+ * H = 64), on two 25-30% faster from ~200K (B = 1, I = 64, H = 128); a cell step of 200K flops was
+ * 20% slower on two. */
+#define FL_SEQUENCE_TEAM_FLOPS 131072.0
+#define FL_CELL_TEAM_FLOPS 524288.0
+static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G,
+                            double team_flops)
 {
     const double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
-    return step_flops < 524288.0 ? 1 : num_threads;
+    return step_flops < team_flops ? 1 : num_threads;
 }
 
 /* Runs the statement `call` on a team of `threads` threads, or on the calling thread alone, outside
@@ -185,7 +190,7 @@ const char *fl_simd_name(int simd)
 enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr below, for the scratch tile at matrix edges */
-#define FL_NR_MAX 128        /* the largest nr below, for the leftover columns of in-place products */
+#define FL_NR_MAX 64         /* the largest nr below, for the leftover columns of in-place products */
 #define FL_ALIGN_MIN_K 16    /* terms from which in-place products align their tiles to B */
 
 #define REAL float
@@ -193,20 +198,20 @@ enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f32_portable_narrow, , 16, 4, 2)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_portable_row, , 16, 1, 8)
+#define UK_SPEC (ukernel_f32_portable_row, , 16, 1, 4)
 #include "ukernel.inc"
 #if FL_X86
 #define UK_SPEC (ukernel_f32_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f32_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx2_row, FL_TARGET_AVX2, 32, 1, 8)
+#define UK_SPEC (ukernel_f32_avx2_row, FL_TARGET_AVX2, 32, 1, 4)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f32_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f32_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx512_row, FL_TARGET_AVX512, 64, 1, 8)
+#define UK_SPEC (ukernel_f32_avx512_row, FL_TARGET_AVX512, 64, 1, 4)
 #include "ukernel.inc"
 #endif
 #undef REAL
@@ -216,20 +221,20 @@ enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f64_portable_narrow, , 16, 4, 2)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_portable_row, , 16, 1, 8)
+#define UK_SPEC (ukernel_f64_portable_row, , 16, 1, 4)
 #include "ukernel.inc"
 #if FL_X86
 #define UK_SPEC (ukernel_f64_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f64_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx2_row, FL_TARGET_AVX2, 32, 1, 8)
+#define UK_SPEC (ukernel_f64_avx2_row, FL_TARGET_AVX2, 32, 1, 4)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f64_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
 #include "ukernel.inc"
 #define UK_SPEC (ukernel_f64_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
 #include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx512_row, FL_TARGET_AVX512, 64, 1, 8)
+#define UK_SPEC (ukernel_f64_avx512_row, FL_TARGET_AVX512, 64, 1, 4)
 #include "ukernel.inc"
 #endif
 #undef REAL
@@ -259,21 +264,21 @@ enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
 static const struct FN(kernel) FN(kernel_table)[3][3] = {
     {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
      {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
 #if FL_X86
     {{6, 16, 96, 256, 2048, ukernel_f32_avx2_wide, ukernel_f32_avx2_wide_strided},
      {4, 24, 144, 256, 2040, ukernel_f32_avx2_narrow, ukernel_f32_avx2_narrow_strided},
-     {1, 64, 64, 256, 2048, ukernel_f32_avx2_row, ukernel_f32_avx2_row_strided}},
+     {1, 32, 64, 256, 2048, ukernel_f32_avx2_row, ukernel_f32_avx2_row_strided}},
     {{12, 32, 144, 256, 3072, ukernel_f32_avx512_wide, ukernel_f32_avx512_wide_strided},
      {4, 64, 144, 256, 3072, ukernel_f32_avx512_narrow, ukernel_f32_avx512_narrow_strided},
-     {1, 128, 64, 256, 3072, ukernel_f32_avx512_row, ukernel_f32_avx512_row_strided}},
+     {1, 64, 64, 256, 3072, ukernel_f32_avx512_row, ukernel_f32_avx512_row_strided}},
 #else
     {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
      {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
     {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
      {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 32, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
 #endif
 };
 #include "recurrent.inc"
@@ -306,21 +311,21 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 static const struct FN(kernel) FN(kernel_table)[3][3] = {
     {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
      {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
 #if FL_X86
     {{6, 8, 96, 256, 1024, ukernel_f64_avx2_wide, ukernel_f64_avx2_wide_strided},
      {4, 12, 144, 256, 1020, ukernel_f64_avx2_narrow, ukernel_f64_avx2_narrow_strided},
-     {1, 32, 64, 256, 1024, ukernel_f64_avx2_row, ukernel_f64_avx2_row_strided}},
+     {1, 16, 64, 256, 1024, ukernel_f64_avx2_row, ukernel_f64_avx2_row_strided}},
     {{12, 16, 144, 256, 1536, ukernel_f64_avx512_wide, ukernel_f64_avx512_wide_strided},
      {4, 32, 144, 256, 1536, ukernel_f64_avx512_narrow, ukernel_f64_avx512_narrow_strided},
-     {1, 64, 64, 256, 1536, ukernel_f64_avx512_row, ukernel_f64_avx512_row_strided}},
+     {1, 32, 64, 256, 1536, ukernel_f64_avx512_row, ukernel_f64_avx512_row_strided}},
 #else
     {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
      {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
     {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
      {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 16, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
 #endif
 };
 #include "recurrent.inc"
