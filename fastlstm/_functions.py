@@ -119,11 +119,9 @@ def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
 
 @_mirror(reference.lstm_backward)
 def lstm_backward(dhs, dh_T, dc_T, cache):
-    _validate.check_cache(cache, _LSTMCache, "fastlstm.lstm_forward")
-    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
-    dc_T = _validate.gradient("dc_T", dc_T, (B, H), "(B, H)", dtype)
+    dhs, dh_T, dc_T = _validate.sequence_gradients(
+        cache, _LSTMCache, "fastlstm.lstm_forward", dhs, dh_T=dh_T, dc_T=dc_T
+    )
     return _lstm_backward(dhs, dh_T, dc_T, cache)
 
 
@@ -185,10 +183,9 @@ def rnn_forward(xs, h0, W, U, b, lengths=None):
 
 @_mirror(reference.rnn_backward)
 def rnn_backward(dhs, dh_T, cache):
-    _validate.check_cache(cache, _RNNCache, "fastlstm.rnn_forward")
-    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
+    dhs, dh_T = _validate.sequence_gradients(
+        cache, _RNNCache, "fastlstm.rnn_forward", dhs, dh_T=dh_T
+    )
     return _rnn_backward(dhs, dh_T, cache)
 
 
@@ -252,10 +249,9 @@ def gru_forward(xs, h0, W, U, b, lengths=None):
 
 @_mirror(reference.gru_backward)
 def gru_backward(dhs, dh_T, cache):
-    _validate.check_cache(cache, _GRUCache, "fastlstm.gru_forward")
-    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh_T = _validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype)
+    dhs, dh_T = _validate.sequence_gradients(
+        cache, _GRUCache, "fastlstm.gru_forward", dhs, dh_T=dh_T
+    )
     return _gru_backward(dhs, dh_T, cache)
 
 

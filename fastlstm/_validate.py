@@ -134,3 +134,14 @@ def check_cache(cache, cache_type, function):
         raise TypeError(
             f"cache: expected the cache returned by {function}, got {type(cache).__name__}"
         )
+
+
+def sequence_gradients(cache, cache_type, function, dhs, **final):
+    """Check a whole-sequence backward's cache (the one `function` returned) and its incoming
+    gradients: `dhs` of shape (T, B, H) and the final-state gradients `final` (name=value), each
+    (B, H). Returns them in that order, as gradient() does (None stays None)."""
+    check_cache(cache, cache_type, function)
+    (T, B, _), H, dtype = cache.xs.shape, cache.U.shape[0], cache.xs.dtype
+    return [gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)] + [
+        gradient(name, value, (B, H), "(B, H)", dtype) for name, value in final.items()
+    ]

@@ -275,13 +275,13 @@ def lstm_backward(dhs, dh_T, dc_T, cache):
     dh0, dc0 : ndarray, shape (B, H)
     dW : ndarray, shape (I, 4H);  dU : ndarray, shape (H, 4H);  db : ndarray, shape (4H,)
     """
-    _validate.check_cache(cache, _LSTMCache, "fastlstm.reference.lstm_forward")
+    dhs, dh, dc = _validate.sequence_gradients(
+        cache, _LSTMCache, "fastlstm.reference.lstm_forward", dhs, dh_T=dh_T, dc_T=dc_T
+    )
     k = cache
     T, B, I = k.xs.shape
     H, dtype = k.U.shape[0], k.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
-    dc = _zeros_if_none(_validate.gradient("dc_T", dc_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dh, dc = _zeros_if_none(dh, (B, H), dtype), _zeros_if_none(dc, (B, H), dtype)
     dz_all = np.empty((T, B, 4 * H), dtype)
     for t in reversed(range(T)):
         dh_t = dh if dhs is None else dh + dhs[t]
@@ -424,12 +424,13 @@ def rnn_backward(dhs, dh_T, cache):
     dxs : ndarray, shape (T, B, I);  dh0 : ndarray, shape (B, H)
     dW : ndarray, shape (I, H);  dU : ndarray, shape (H, H);  db : ndarray, shape (H,)
     """
-    _validate.check_cache(cache, _RNNCache, "fastlstm.reference.rnn_forward")
+    dhs, dh = _validate.sequence_gradients(
+        cache, _RNNCache, "fastlstm.reference.rnn_forward", dhs, dh_T=dh_T
+    )
     k = cache
     T, B, I = k.xs.shape
     H, dtype = k.U.shape[0], k.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dh = _zeros_if_none(dh, (B, H), dtype)
     dz_all = np.empty((T, B, H), dtype)
     for t in reversed(range(T)):
         dh_t = dh if dhs is None else dh + dhs[t]
@@ -621,12 +622,13 @@ def gru_backward(dhs, dh_T, cache):
     dxs : ndarray, shape (T, B, I);  dh0 : ndarray, shape (B, H)
     dW : ndarray, shape (I, 3H);  dU : ndarray, shape (H, 3H);  db : ndarray, shape (2, 3H)
     """
-    _validate.check_cache(cache, _GRUCache, "fastlstm.reference.gru_forward")
+    dhs, dh = _validate.sequence_gradients(
+        cache, _GRUCache, "fastlstm.reference.gru_forward", dhs, dh_T=dh_T
+    )
     k = cache
     T, B, I = k.xs.shape
     H, dtype = k.U.shape[0], k.xs.dtype
-    dhs = _validate.gradient("dhs", dhs, (T, B, H), "(T, B, H)", dtype)
-    dh = _zeros_if_none(_validate.gradient("dh_T", dh_T, (B, H), "(B, H)", dtype), (B, H), dtype)
+    dh = _zeros_if_none(dh, (B, H), dtype)
     dzx_all = np.empty((T, B, 3 * H), dtype)
     dzh_all = np.empty((T, B, 3 * H), dtype)
     for t in reversed(range(T)):
