@@ -24,6 +24,8 @@ SHAPES = [
     (4, 25, 19, 40),
     (3, 1, 300, 129),
     (2, 1, 9, 515),  # one row of a wide U: the backward's dot products read U in place
+    (2, 12, 250, 270),  # rows enough for the steps to compute x_t @ W, but weights over 2 MiB
+    (3, 9, 0, 20),  # no inputs where the steps would compute x_t @ W
 ]
 DTYPES = [np.float32, np.float64]
 
