@@ -46,7 +46,7 @@ static inline int fl_thread_count(void)
 
 /* The forward steps compute their input side x_t @ W themselves (recurrent.inc, input_in_steps)
  * from this many rows, when W and U together take at most this many bytes. Measured on a 2-core
- * AVX-512 machine, in-process A/B, float32: 1-6% faster at B >= 8, H = 256; slower at B <= 2
+ * AVX-512 machine, in-process A/B, float32: 0-6% faster at B >= 8, H = 256; slower at B <= 2
  * (W is read at every step for one or two rows) and at H = 512 (W and U no longer stay in L2). */
 #define FL_INPUT_IN_STEPS_ROWS 8
 #define FL_INPUT_IN_STEPS_BYTES 2097152.0
