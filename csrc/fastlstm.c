@@ -189,6 +189,17 @@ const char *fl_simd_name(int simd)
     }
 }
 
+/* Lanes i, j, k, l of the 8 lanes of a then b, 4-lane vectors; mask is an integer vector type of
+ * their shape. GCC before 12 has only __builtin_shuffle, clang only __builtin_shufflevector. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#endif
+#endif
+#ifndef FL_SHUFFLE4
+#define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shuffle(a, b, (mask){i, j, k, l})
+#endif
+
 /* ---- register-tile kernels: (precision) x (SIMD level) x (tile shape) ----------------------------
  * Wide tiles for the large products use 24 of the 32 AVX-512 registers for accumulators, 12 of the 16
  * AVX2/SSE/NEON ones. The per-step product h_{t-1} @ U has only B rows: narrow (4-row) and row
