@@ -9,6 +9,13 @@
 #include "fastlstm.h"
 
 #include <math.h>
+#include <limits.h>
+#include <sched.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <stdint.h>
 
 #ifdef _OPENMP
@@ -36,7 +43,7 @@ static inline int fl_thread_count(void)
 }
 
 /* Threads worth starting for work whose steps each cost 2*B*(I+H)*G*H flops: just the caller's
- * where a step is too small to pay for its barrier (a whole sequence, one per step) or for the team
+ * where a step is too small to pay for its wait (a whole sequence, one per step) or for the team
  * itself (a cell, ~1.3 us to start a team per call). Measured on a 2-core AVX-512 machine, T = 100:
  * a sequence ran as fast or faster on one thread up to ~100K flops a step (B = 1, H = 64; B = 2,
  * H = 64), on two 25-30% faster from ~200K (B = 1, I = 64, H = 128); a cell step of 200K flops was
@@ -71,6 +78,195 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
         }                                                                                          \
     } while (0)
 
+/* ---- shared loops: work items claimed by the threads of a team -----------------------------------
+ * Every loop of a sequence pass runs its items on the whole team: the steps' (unit groups by row
+ * blocks, one loop per time step) and the big products' (tiles and packed panels). They are not
+ * split statically with a barrier after each loop, because a barrier waits for every thread to
+ * arrive: a thread that the operating system has descheduled (its core taken by another thread
+ * pool's spinning workers, NumPy's BLAS after a product, say) would stall the team for a time slice
+ * at every step. Instead each thread claims items, its own share first (the same units at every
+ * step, so their weights stay in its cache), then what is left of the others' shares; a loop is
+ * complete when all its items are done, whoever did them, and a thread that comes late finds the
+ * items taken and moves on. Every item is computed whole by one thread in a fixed order, so results
+ * do not depend on which thread computed it, nor on the thread count.
+ *
+ * Each counter holds (loop << 32) | position: a claim succeeds only on the counter of the loop that
+ * the claimer is at, so a late thread never takes an item of a later loop. The thread that finishes
+ * the last item of a loop resets every share for the next loop, then publishes it in `done`.
+ * Loops of no items are skipped by every thread alike; a loop has fewer than 2^32 items.
+ *
+ * The same loops run outside a team (team NULL: the cells, which run on the calling thread or on an
+ * OpenMP team of their own) as OpenMP's static split, each thread its own share, then a barrier. */
+#define FL_LINE 64 /* bytes: one counter per cache line, so that threads do not share lines */
+
+struct fl_counter {
+    uint64_t value;
+    char pad[FL_LINE - sizeof(uint64_t)];
+};
+
+/* The team of a pass, in its workspace: done is (loop << 32) | items finished in that loop;
+ * share[k] (loop << 32) | next position in thread k's share; then loop[k], the loop thread k is
+ * at (its own counter, no atomics). `threads` shares, however many threads the team got. Threads
+ * that wait long sleep on `wake` (see fl_loop_end), `sleepers` of them. */
+struct fl_team {
+    int threads;
+    struct fl_counter done;
+    struct {
+        uint32_t wake, sleepers;
+        char pad[FL_LINE - 2 * sizeof(uint32_t)];
+    } sleep;
+    struct fl_counter counters[]; /* share[threads], then loop[threads] */
+};
+
+static size_t fl_team_bytes(int threads)
+{
+    return sizeof(struct fl_team) + 2 * (size_t)threads * sizeof(struct fl_counter);
+}
+
+/* Sets up the team in its memory for `threads` threads, at loop 0; before the parallel region. */
+static struct fl_team *fl_team_open(void *memory, int threads)
+{
+    struct fl_team *team = memory;
+    team->threads = threads;
+    team->done.value = 0;
+    team->sleep.wake = team->sleep.sleepers = 0;
+    for (int k = 0; k < 2 * threads; k++)
+        team->counters[k].value = 0;
+    return team;
+}
+
+static inline uint64_t *fl_share(struct fl_team *team, int k)
+{
+    return &team->counters[k].value;
+}
+
+static inline uint64_t *fl_loop_of(struct fl_team *team, int k)
+{
+    return &team->counters[team->threads + k].value;
+}
+
+/* Thread k's share of n items, of `threads`: [n*k/threads, n*(k+1)/threads). */
+static inline ptrdiff_t fl_share_start(ptrdiff_t n, int k, int threads)
+{
+    return n * k / threads;
+}
+
+/* The next item of a loop over n items for this thread: sets *item and returns 1, or returns 0
+ * when none is left. Start *item at -1; write the loop as
+ *     for (ptrdiff_t i = -1; fl_next(team, n, &i); fl_done(team, n)) ...
+ *     fl_loop_end(team, n); */
+static int fl_next(struct fl_team *team, ptrdiff_t n, ptrdiff_t *item)
+{
+    if (!team) { /* OpenMP's static split: this thread's share, in order */
+        const int k = fl_thread_index(), threads = fl_thread_count();
+        *item = *item < 0 ? fl_share_start(n, k, threads) : *item + 1;
+        return *item < fl_share_start(n, k + 1, threads);
+    }
+    const int me = fl_thread_index();
+    const uint64_t loop = *fl_loop_of(team, me);
+    for (int i = 0; i < team->threads; i++) {
+        const int k = (me + i) % team->threads; /* own share first */
+        const ptrdiff_t start = fl_share_start(n, k, team->threads);
+        const ptrdiff_t size = fl_share_start(n, k + 1, team->threads) - start;
+        uint64_t *share = fl_share(team, k);
+        uint64_t seen = __atomic_load_n(share, __ATOMIC_RELAXED);
+        while (seen >> 32 == loop && (ptrdiff_t)(seen & 0xffffffffu) < size) {
+            if (__atomic_compare_exchange_n(share, &seen, seen + 1, 0, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED)) {
+                *item = start + (ptrdiff_t)(seen & 0xffffffffu);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Sleeping and waking on a 32-bit word: a futex on Linux; elsewhere the sleeper only gives its
+ * core away for a moment. fl_sleep returns at once if *word is no longer `seen`. */
+static void fl_sleep(uint32_t *word, uint32_t seen)
+{
+#ifdef __linux__
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+#else
+    (void)word;
+    (void)seen;
+    sched_yield();
+#endif
+}
+
+static void fl_wake_all(uint32_t *word)
+{
+#ifdef __linux__
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)word;
+#endif
+}
+
+static inline void fl_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Marks this thread's current item of a loop over n items done; the thread that finishes the last
+ * one opens the next loop. */
+static void fl_done(struct fl_team *team, ptrdiff_t n)
+{
+    if (!team)
+        return;
+    const uint64_t loop = *fl_loop_of(team, fl_thread_index());
+    const uint64_t before = __atomic_fetch_add(&team->done.value, 1, __ATOMIC_ACQ_REL);
+    if ((ptrdiff_t)(before & 0xffffffffu) + 1 < n)
+        return;
+    for (int k = 0; k < team->threads; k++)
+        __atomic_store_n(fl_share(team, k), (loop + 1) << 32, __ATOMIC_RELAXED);
+    __atomic_store_n(&team->done.value, (loop + 1) << 32, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&team->sleep.wake, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&team->sleep.sleepers, __ATOMIC_SEQ_CST) > 0)
+        fl_wake_all(&team->sleep.wake);
+}
+
+/* A waiting thread spins this many pauses (some 100 us), then sleeps until the loop is complete:
+ * the items of a loop finish within microseconds of each other on an idle machine, while a thread
+ * that the system has descheduled with an item returns only after a time slice, which a spinning
+ * (or merely yielding) waiter would keep from it, or from whatever else needs the core. */
+#define FL_SPIN_PAUSES 4000
+
+/* Waits until every item of the loop over n is done (their results visible to this thread), then
+ * moves this thread to the next loop. */
+static void fl_loop_end(struct fl_team *team, ptrdiff_t n)
+{
+    if (!team) {
+#pragma omp barrier
+        return;
+    }
+    if (n == 0)
+        return;
+    uint64_t *loop = fl_loop_of(team, fl_thread_index());
+    const uint64_t next = (*loop + 1) << 32;
+    for (int spins = 0; spins < FL_SPIN_PAUSES; spins++) {
+        if (__atomic_load_n(&team->done.value, __ATOMIC_ACQUIRE) >= next)
+            break;
+        fl_pause();
+    }
+    // Sleep: announce it, then look again, so that the thread completing the loop (which
+    // publishes `done`, bumps `wake`, then looks for sleepers) either sees this sleeper or is seen.
+    for (;;) {
+        const uint32_t seen = __atomic_load_n(&team->sleep.wake, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&team->done.value, __ATOMIC_SEQ_CST) >= next)
+            break;
+        __atomic_add_fetch(&team->sleep.sleepers, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&team->done.value, __ATOMIC_SEQ_CST) < next)
+            fl_sleep(&team->sleep.wake, seen);
+        __atomic_sub_fetch(&team->sleep.sleepers, 1, __ATOMIC_SEQ_CST);
+    }
+    *loop += 1;
+}
+
 /* a * b, setting *overflow when it does not fit in size_t. */
 static inline size_t checked_product(size_t a, size_t b, int *overflow)
 {
@@ -86,6 +282,7 @@ static inline size_t larger(size_t a, size_t b)
 }
 
 #define FL_UNIT_CHUNK 64 /* hidden units per work item of the per-unit loops */
+#define FL_CHUNK 4096   /* elements per work item of the element-wise loops of the passes */
 
 /* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds
  * every thread. */

@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import KINDS, make_problem, make_sequence_problem, run_sequence
 
 import fastlstm
 
@@ -49,6 +49,40 @@ def test_many_python_threads_at_once(rng):
     for w in workers:
         w.join()
     assert not failures
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_held_up_threads_give_the_same_bits(rng, kind):
+    """Teams of more threads than cores, beside a Python thread that keeps NumPy's BLAS busy (its
+    workers spin between products): the threads of a pass are descheduled at random points, and
+    the others take over their work items. Every result equals the one-thread result, bitwise, with
+    and without lengths."""
+    p = make_sequence_problem(rng, kind, 7, 37, 45, 150, dtype=np.float32)
+    lengths = rng.integers(0, 8, 37)
+    expected = {}
+    with fastlstm.num_threads(1):
+        for lens in (None, lengths):
+            expected[lens is None] = run_sequence(fastlstm, kind, p, lens)
+    stop = threading.Event()
+    a = rng.standard_normal((300, 300))
+
+    def busy():
+        while not stop.is_set():
+            a @ a
+
+    background = threading.Thread(target=busy)
+    background.start()
+    try:
+        for n in (2, 3, 5, 8):
+            with fastlstm.num_threads(n):
+                for lens in (None, lengths):
+                    hs, finals, grads = run_sequence(fastlstm, kind, p, lens)
+                    want_hs, want_finals, want_grads = expected[lens is None]
+                    for got, want in zip((hs, *finals, *grads), (want_hs, *want_finals, *want_grads)):
+                        np.testing.assert_array_equal(got, want)
+    finally:
+        stop.set()
+        background.join()
 
 
 def test_kernels_release_the_gil(rng):
