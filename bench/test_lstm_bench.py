@@ -61,3 +61,23 @@ def test_layer(benchmark, dtype, threads, spec, contender, pass_):
     bench.time_call(call)
     result = benchmark(call)
     bench.check_close(result, expected, dtype, f"layer {contender} {pass_}")
+
+
+@pytest.mark.parametrize("module", ["fastlstm", "reference"])
+@pytest.mark.parametrize("spec", bench.LOOPS, ids=lambda s: "T{}-B{}-I{}-H{}-O{}".format(*s))
+def test_training_loop(benchmark, dtype, threads, spec, module):
+    """A step of a plain NumPy training loop (forward, read-out, loss gradient, backward, SGD) with
+    NumPy's BLAS at its defaults and nothing settled before it: as a user's script meets it. Each
+    step's loss is checked against the reference loop's at the same step."""
+    import numpy as np
+
+    import fastlstm
+
+    modules = {"fastlstm": fastlstm, "reference": fastlstm.reference}
+    step = bench.make_training_step(modules[module], spec, dtype)
+    twin = bench.make_training_step(fastlstm.reference, spec, dtype)
+    benchmark.group = "training loop T={} B={} I={} H={} O={}".format(*spec)
+    losses = []
+    benchmark.pedantic(lambda: losses.append(step()), rounds=5, iterations=1)
+    expected = [twin() for _ in losses]
+    np.testing.assert_allclose(losses, expected, **bench.TOLERANCES[dtype])

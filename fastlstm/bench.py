@@ -17,6 +17,12 @@ NumPy's matmul of two 2048 x 2048 matrices.
 A third table times whole layers (``fastlstm.LSTM`` stacked and bidirectional, ``fastlstm.GRU``)
 against the same layer on the reference's functions and the equivalent torch module.
 
+A fourth table times a NumPy training loop around fastlstm and around the reference: the step a
+user writes (forward, a NumPy read-out, the loss gradient, backward, an SGD update) with NumPy's BLAS
+at its defaults and nothing settled between the contenders, so that each meets the threads the other
+leaves spinning, as in a real script. There the median and the spread of the step times are
+reported, and the ratio of the contenders' median step times round by round.
+
 A second table times a user's own step loop (the drop-in cell): T calls of ``lstm_cell_forward``,
 then for the backward T calls of ``lstm_cell_backward`` that carry dh and dc back and sum dW, dU, db,
 against the same loop over the reference's cell and over ``torch.nn.LSTMCell`` (its backward by
@@ -437,6 +443,83 @@ def blas_threads(n):
         yield f"{n} threads, limited with threadpoolctl"
 
 
+# ---- a NumPy training loop: the kernels as a user's script meets them --------------------------------
+
+# the training-loop table: (T, B, I, H, O), an LSTM under a linear read-out of O outputs
+LOOPS = [(50, 8, 64, 128, 64), (50, 32, 64, 256, 64), (25, 64, 256, 512, 64)]
+LOOP_STEPS = 4  # timed training steps of each contender per round
+
+
+def make_training_step(module, spec, dtype="float32", seed=0):
+    """One step of a plain NumPy training loop around `module`'s LSTM (fastlstm or the reference).
+
+    The step a user writes: ``lstm_forward``, a NumPy read-out ``hs @ V``, the mean squared error's
+    gradient, ``lstm_backward``, the read-out's gradient and an SGD update of every parameter in
+    place. Returns ``step() -> loss``; the same seed gives each module the same problem.
+    """
+    T, B, I, H, O = spec
+    rng = np.random.default_rng(seed)
+
+    def normal(dims, scale=1.0):
+        return (scale * rng.standard_normal(dims)).astype(dtype)
+
+    xs, targets = normal((T, B, I)), normal((T, B, O))
+    W, U, b = normal((I, 4 * H), H**-0.5), normal((H, 4 * H), H**-0.5), np.zeros(4 * H, dtype)
+    V = normal((H, O), H**-0.5)
+    lr = 1e-3
+
+    def step():
+        hs, _, _, cache = module.lstm_forward(xs, None, None, W, U, b)
+        error = hs @ V - targets                                         # (T, B, O)
+        dxs, _, _, dW, dU, db = module.lstm_backward(error @ V.T, None, None, cache)
+        dV = hs.reshape(-1, H).T @ error.reshape(-1, O)
+        for param, grad in ((W, dW), (U, dU), (b, db), (V, dV)):
+            param -= lr * grad
+        return float(np.mean(error**2))
+
+    return step
+
+
+def _one_blas_thread():
+    """A context manager factory limiting NumPy's BLAS to one thread (threadpoolctl), or None."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(limits=1, user_api="blas")
+
+
+def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS):
+    """Time a NumPy training loop (:func:`make_training_step`) around fastlstm and the reference.
+
+    Nothing is warmed up or settled between contenders: each round runs `steps` training steps of
+    each in turn, as one script would, so each sees the threads the other left spinning (NumPy's
+    BLAS at its default thread count). With threadpoolctl, a third contender is fastlstm with the
+    BLAS on one thread, the case without that interference. Returns the record: every step time of
+    each contender in ms, and per round the ratios of the contenders' median step times.
+    """
+    contenders = {"fastlstm": (make_training_step(fastlstm, spec, dtype), contextlib.nullcontext),
+                  "reference": (make_training_step(reference, spec, dtype), contextlib.nullcontext)}
+    limit = _one_blas_thread()
+    if limit is not None:
+        contenders["fastlstm, 1 BLAS thread"] = (make_training_step(fastlstm, spec, dtype), limit)
+    ms = {name: [] for name in contenders}
+    with fastlstm.num_threads(threads):
+        for _ in range(repeat):
+            for name, (step, context) in contenders.items():
+                with context():
+                    for _ in range(steps):
+                        start = time.perf_counter()
+                        step()
+                        ms[name].append(1e3 * (time.perf_counter() - start))
+    rounds = {name: np.median(np.reshape(times, (repeat, steps)), axis=1)
+              for name, times in ms.items()}
+    T, B, I, H, O = spec
+    return {"T": T, "B": B, "I": I, "H": H, "O": O, "steps_per_round": steps, "step_ms": ms,
+            "ratio_per_round": {f"{name} / fastlstm": list(rounds[name] / rounds["fastlstm"])
+                                for name in contenders if name != "fastlstm"}}
+
+
 def flops_forward(shape):
     """FLOPs of the forward pass's matrix products: 2*T*B*(I+H)*4H."""
     T, B, I, H = shape
@@ -525,17 +608,18 @@ def _bench(problem, shape, forward_flops, names, threads, dtype, repeat, contend
 
 
 def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS,
-        layers=LAYERS):
-    """Benchmark every shape of `shapes`, then the step loops of `cells` and the `layers`, logging
-    progress to stderr.
+        layers=LAYERS, loops=LOOPS):
+    """Benchmark every shape of `shapes`, then the step loops of `cells`, the `layers` and the
+    training `loops`, logging progress to stderr.
 
     Returns
     -------
     dict
         ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops``,
         ``results``: one record per shape with the times in ms of every contender and pass, and
-        ``cell_results``: the same for the step loops, with ``us_per_step``, and ``layer_results``
-        for the layers.
+        ``cell_results``: the same for the step loops, with ``us_per_step``, ``layer_results``
+        for the layers and ``loop_results`` for the training loops
+        (:func:`bench_training_loop`).
     """
     version = torch_version() if use_torch else None
     torch_note = version or ("not installed" if use_torch else "not used (--no-torch)")
@@ -561,6 +645,11 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
             layer_records.append(bench_layer(spec, names, threads, dtype, repeat))
         _log("measuring the GEMM peak again ...")
         peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
+    loop_records = []  # outside the BLAS limit: the loops run as a user's script does
+    for k, spec in enumerate(loops, 1):
+        _log(f"[loop {k}/{len(loops)}] T={spec[0]} B={spec[1]} I={spec[2]} H={spec[3]} "
+             f"O={spec[4]}, a NumPy training loop ...")
+        loop_records.append(bench_training_loop(spec, threads, dtype, repeat))
     for record in records + layer_records:
         record["percent_of_peak"] = {p: 100 * record["gflops"][p] / peak for p in PASSES}
     return {
@@ -573,6 +662,7 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         "results": records,
         "cell_results": cell_records,
         "layer_results": layer_records,
+        "loop_results": loop_records,
     }
 
 
@@ -679,7 +769,7 @@ def format_report(report):
                                            for p in PASSES]
     rows = [[_shape_label(r)] + [cell(r, p) for cell in TABLE_GROUPS.values() for p in PASSES]
             for r in report["results"]]
-    text = "\n".join(header) + _format_table(columns, rows)
+    text = "\n".join(header) + (_format_table(columns, rows) if rows else "(no shapes)")
     if report["cell_results"]:
         columns = [("", "step loop (T,B,I,H)")] + [(title, PASS_LABELS[p])
                                                   for title in CELL_TABLE_GROUPS for p in PASSES]
@@ -696,7 +786,34 @@ def format_report(report):
         text += ("\n\nLayers: fastlstm.LSTM / GRU (x layers, uni- or bidirectional), the same layer "
                  "on the reference's functions, and the torch module from layer.to_torch()\n"
                  + _format_table(columns, rows))
+    if report["loop_results"]:
+        text += "\n\n" + format_loop_table(report["loop_results"], report["settings"]["repeat"])
     return text
+
+
+def _spread(values, digits=1, unit=""):
+    """"median [min-max]" of `values`."""
+    low, middle, high = np.min(values), np.median(values), np.max(values)
+    return f"{middle:.{digits}f}{unit} [{low:.{digits}f}-{high:.{digits}f}]"
+
+
+def format_loop_table(records, repeat):
+    """The training-loop table: each contender's ms per step and the ratios, with their spread."""
+    names = list(records[0]["step_ms"])
+    ratios = list(records[0]["ratio_per_round"])
+    columns = ([("", "loop (T,B,I,H,O)")] + [("ms per step", name) for name in names]
+               + [("ratio per round", name) for name in ratios])
+    rows = [[f"{r['T']},{r['B']},{r['I']},{r['H']},{r['O']}"]
+            + [_spread(r["step_ms"][name]) for name in names]
+            + [_spread(r["ratio_per_round"][name], 2, "x") for name in ratios] for r in records]
+    steps = records[0]["steps_per_round"]
+    note = ("" if "fastlstm, 1 BLAS thread" in names else
+            "; install threadpoolctl for the column with NumPy's BLAS on one thread")
+    return ("A NumPy training loop: lstm_forward, a read-out hs @ V, the mean squared error's "
+            "gradient, lstm_backward, SGD.\n"
+            f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
+            f"turn, nothing settled between them; median [min-max]{note}\n"
+            + _format_table(columns, rows))
 
 
 def plot(report, path):
@@ -742,16 +859,26 @@ def plot(report, path):
 # ---- the command line -----------------------------------------------------------------------------
 
 
-def parse_shapes(text):
-    """Parse "T,B,I,H;T,B,I,H" into a list of distinct (T, B, I, H) tuples of positive ints."""
+def parse_shapes(text, dims="T,B,I,H"):
+    """Parse "T,B,I,H;T,B,I,H" (or "none") into a list of distinct tuples of positive ints, one
+    per shape, with the dimensions `dims`."""
+    if text.strip() == "none":
+        return []
+    size = len(dims.split(","))
     try:
         shapes = [tuple(map(int, item.split(","))) for item in text.split(";") if item.strip()]
     except ValueError:
         shapes = []
-    if not shapes or any(len(shape) != 4 or min(shape) < 1 for shape in shapes):
+    if not shapes or any(len(shape) != size or min(shape) < 1 for shape in shapes):
         raise argparse.ArgumentTypeError(
-            f"expected 'T,B,I,H;T,B,I,H;...' with four positive integers per shape, got {text!r}")
+            f"expected '{dims};{dims};...' with {size} positive integers per shape, or 'none', "
+            f"got {text!r}")
     return list(dict.fromkeys(shapes))
+
+
+def parse_loops(text):
+    """Parse "T,B,I,H,O;..." (or "none") into a list of training-loop specs (see :data:`LOOPS`)."""
+    return parse_shapes(text, "T,B,I,H,O")
 
 
 def parse_layers(text):
@@ -797,6 +924,10 @@ def add_arguments(parser):
                         help="the layer table, e.g. lstm:2:2:50,16,256,256 (kind lstm, gru or rnn; "
                         "L layers; D = 1 or 2 directions); 'none' for no layers (default: %s)"
                         % ";".join(f"{k}:{L}:{D}:{','.join(map(str, d))}" for k, L, D, d in LAYERS))
+    parser.add_argument("--loops", type=parse_loops, default=LOOPS, metavar="T,B,I,H,O;...",
+                        help="the training-loop table: an LSTM under a read-out of O outputs; "
+                        "'none' for no loops (default: %s)"
+                        % ";".join(",".join(map(str, spec)) for spec in LOOPS))
     parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help="timed rounds; the minimum is kept (default: %(default)s)")
     parser.add_argument("--no-torch", action="store_true", help="leave torch.nn.LSTM out")
@@ -807,9 +938,9 @@ def add_arguments(parser):
 
 def cli(args):
     """Run the benchmark that the parsed `args` describe, print the table and write the files."""
-    shapes = args.shapes or (QUICK if args.quick else FULL)
+    shapes = args.shapes if args.shapes is not None else (QUICK if args.quick else FULL)
     report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
-                 cells=args.cells, layers=args.layers)
+                 cells=args.cells, layers=args.layers, loops=args.loops)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

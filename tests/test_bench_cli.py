@@ -23,7 +23,8 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
                         "--cells", "4,2,3,5", "--layers", "lstm:2:2:3,2,4,5;gru:1:1:3,2,4,5",
-                        "--repeat", "1", "--dtype", dtype, "--json", str(out), "--no-torch")
+                        "--loops", "4,2,3,5,2", "--repeat", "2", "--dtype", dtype,
+                        "--json", str(out), "--no-torch")
     assert done.returncode == 0, done.stderr
     assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
     for k, (T, B, I, H) in enumerate(shapes, 1):
@@ -53,6 +54,14 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert lstm["flops"]["forward"] == 2 * (2 * 3 * 2 * (4 + 5) * 20 + 2 * 3 * 2 * (10 + 5) * 20)
     assert gru["flops"]["forward"] == 2 * 3 * 2 * (4 + 5) * 15
     assert all(ms > 0 for r in (lstm, gru) for passes in r["ms"].values() for ms in passes.values())
+    # the NumPy training loop: every step of both backends timed, ratios per round
+    assert "loop (T,B,I,H,O)" in done.stdout and "\n4,2,3,5,2 " in done.stdout
+    (loop,) = report["loop_results"]
+    assert (loop["T"], loop["B"], loop["I"], loop["H"], loop["O"]) == (4, 2, 3, 5, 2)
+    assert {"fastlstm", "reference"} <= set(loop["step_ms"])
+    steps = 2 * loop["steps_per_round"]
+    assert all(len(ms) == steps and min(ms) > 0 for ms in loop["step_ms"].values())
+    assert len(loop["ratio_per_round"]["reference / fastlstm"]) == 2
 
 
 def test_bench_rejects_bad_shapes():
