@@ -1,26 +1,15 @@
 """What the examples share: their command line, the backend switch, the threads, the speed-up
 measurement and the loss plot. Each example reads on its own; this is its appendix, not part of the
-package. Import it before fastlstm: it sets OpenMP's wait policy, which OpenMP reads when it loads.
+package. It sets nothing in the environment and leaves NumPy's BLAS at its defaults: the examples
+run as a user's script does.
 """
-import os
-import sys
+import argparse
+import contextlib
+import time
 
-if "fastlstm" not in sys.modules:
-    # Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY says otherwise).
-    # fastlstm's threads meet at a barrier every time step; when other work keeps the cores busy,
-    # a spinning thread uses up the time slice its partner needs to reach the barrier. On this
-    # project's 2-core machine, with busy processes beside it, a training step of char_lm.py took
-    # 1.6 s with spinning threads and 0.11 s with sleeping ones; on a quieter machine, 0.059 s and
-    # 0.065 s.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import argparse  # noqa: E402  (after the environment variable, before fastlstm)
-import contextlib  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import fastlstm  # noqa: E402
+import fastlstm
 
 BACKENDS = {"fastlstm": fastlstm, "reference": fastlstm.reference}
 
@@ -59,34 +48,10 @@ def parse(p, argv):
     return args
 
 
-@contextlib.contextmanager
-def threads(backend, n=None):
-    """Run with fastlstm on `n` threads (None: its default, OMP_NUM_THREADS or every core) and,
-    while `backend` is fastlstm, NumPy's BLAS on one thread (needs threadpoolctl).
-
-    Why one BLAS thread: after a matrix product, OpenBLAS's worker threads keep spinning for a
-    while, waiting for the next one. On a machine with few cores they hold the cores that
-    fastlstm's OpenMP threads, which meet at a barrier every time step, are waiting for: with a
-    NumPy read-out between the LSTM's forward and backward, fastlstm's passes ran 3 times slower on
-    this project's 2-core machine. The read-out's products are small, so one BLAS thread costs them
-    little. The reference keeps NumPy's default: its own recurrent products are BLAS calls.
-    """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(fastlstm.num_threads(n or fastlstm.get_num_threads()))
-        if backend is fastlstm:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                if not _warned:
-                    _warned.append(True)
-                    print("note: threadpoolctl is not installed (pip install threadpoolctl), so "
-                          "NumPy's BLAS threads compete with fastlstm's for the cores")
-            else:
-                stack.enter_context(threadpool_limits(1, user_api="blas"))
-        yield
-
-
-_warned = []
+def threads(n=None):
+    """fastlstm on `n` threads inside a ``with`` block (None: its default, OMP_NUM_THREADS or every
+    core)."""
+    return fastlstm.num_threads(n or fastlstm.get_num_threads())
 
 
 def compare_backends(make_step, steps, n_threads=None, warmup=1):
@@ -99,7 +64,7 @@ def compare_backends(make_step, steps, n_threads=None, warmup=1):
     """
     seconds, losses = {}, {}
     for name in ("fastlstm", "reference"):
-        with threads(BACKENDS[name], n_threads):
+        with threads(n_threads):
             step = make_step(BACKENDS[name])
             for i in range(warmup):
                 step(i)

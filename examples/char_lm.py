@@ -131,7 +131,7 @@ def main(argv=None):
     data = streams(train_ids, B)
     rng = np.random.default_rng(args.seed)
     losses, held_out_losses = [], []
-    with _common.threads(backend, args.threads):
+    with _common.threads(args.threads):
         model = CharLM(V, sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
         start, position, state = time.perf_counter(), 0, None
         report = max(1, args.steps // 10)

@@ -78,7 +78,7 @@ def main(argv=None):
           "step\n")
 
     losses = []
-    with _common.threads(backend, args.threads):
+    with _common.threads(args.threads):
         model = Forecaster(sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
         start = time.perf_counter()
         report = max(1, args.steps // 10)

@@ -101,7 +101,7 @@ def main(argv=None):
     print(f'input "{INPUT}", targets "{TARGET}"; backend {args.backend}, {args.dtype}\n')
 
     results = {}
-    with _common.threads(backend, args.threads):
+    with _common.threads(args.threads):
         for name, layer_class in (("RNN", fastlstm.RNN), ("LSTM", fastlstm.LSTM)):
             results[name] = train(name, layer_class, xs, targets, backend, args)
 

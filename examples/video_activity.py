@@ -153,7 +153,7 @@ def main(argv=None):
 
     losses, B = [], sizes["batch"]
     batches = np.random.default_rng(args.seed + 1)
-    with _common.threads(backend, args.threads):
+    with _common.threads(args.threads):
         model = Classifier(F, sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
         start = time.perf_counter()
         report = max(1, args.steps // 10)
