@@ -136,18 +136,16 @@ def kernel_args():
 
 def config():
     """The build and run-time configuration as a dict."""
-    from ._build_info import CFLAGS, OPENMP_REASON
-
     omp = _core.openmp_version()
     return {
         "openmp": bool(omp),
         "openmp_version": omp or None,
-        "openmp_note": OPENMP_REASON,
+        "openmp_note": _core.openmp_note(),
         "num_threads": get_num_threads(),
         "simd": _core.simd_name(simd_level()),
         "simd_available": available_simd(),
         "compiler": _core.compiler(),
-        "cflags": CFLAGS,
+        "cflags": _core.cflags(),
     }
 
 

@@ -58,6 +58,16 @@ def test_show_config(capsys):
     assert "-march=native" not in config["cflags"] or "FASTLSTM_NATIVE" in config["openmp_note"]
 
 
+def test_build_info_matches_the_build():
+    """The flags and the OpenMP note come from the extension itself, so they describe this build
+    (a rebuild with other switches cannot leave an older record behind)."""
+    config = _config.config()
+    assert config["openmp"] == ("-fopenmp" in config["cflags"].split())
+    expected_note = "OpenMP found" if config["openmp"] else "serial build"
+    assert config["openmp_note"].startswith(expected_note), config["openmp_note"]
+    assert "-O3" in config["cflags"].split()
+
+
 def test_use_simd_rejects_unknown_level():
     with pytest.raises(ValueError, match="simd: expected one of"):
         with _config.use_simd("sse9"):
