@@ -47,6 +47,7 @@ _check_built()
 del _check_built
 
 from . import reference  # noqa: E402 (after the check, whose message beats a circular import's)
+from ._version import __version__
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
 from ._functions import (
     gru_backward,
@@ -64,8 +65,6 @@ from ._functions import (
 )
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from . import train
-
-__version__ = "0.1.0"
 
 __all__ = reference.__all__ + [
     "LSTM",

@@ -4,6 +4,7 @@ import os
 import threading
 
 from . import _core
+from ._version import __version__
 
 _SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
 _state = {"threads": None}  # set_num_threads(); None means the default
@@ -138,6 +139,7 @@ def config():
     """The build and run-time configuration as a dict."""
     omp = _core.openmp_version()
     return {
+        "version": __version__,
         "openmp": bool(omp),
         "openmp_version": omp or None,
         "openmp_note": _core.openmp_note(),
@@ -150,6 +152,7 @@ def config():
 
 
 def show_config():
-    """Print whether OpenMP is on (and its version), the SIMD level in use, compiler and flags."""
+    """Print fastlstm's version, whether OpenMP is on (and its version), the SIMD level in use,
+    compiler and flags."""
     for key, value in config().items():
         print(f"{key:>16}: {value}")

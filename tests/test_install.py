@@ -38,3 +38,17 @@ def test_unbuilt_package_says_what_to_do(tmp_path, in_source_tree):
         assert "another directory" in message
     else:
         assert "reinstall" in message
+
+
+def test_version_is_the_same_everywhere(capsys):
+    from importlib.metadata import version
+
+    from fastlstm import _config
+    from fastlstm.__main__ import main
+
+    assert version("fastlstm") == fastlstm.__version__  # pyproject.toml reads fastlstm/_version.py
+    assert _config.config()["version"] == fastlstm.__version__
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"fastlstm {fastlstm.__version__}\n"
