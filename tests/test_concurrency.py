@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import CHILD_CWD, make_problem
 
 import fastlstm
 
@@ -148,7 +148,8 @@ def test_fork_after_use():
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=CHILD_CWD)
     assert done.returncode == 0, done.stderr
     assert "child exit 0" in done.stdout
 
@@ -165,5 +166,6 @@ def test_huge_sequence_of_empty_steps_returns_at_once():
         fastlstm.rnn_backward(None, None, cache)
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=CHILD_CWD)
     assert done.stdout.strip() == "ok", done.stderr

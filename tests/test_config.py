@@ -7,6 +7,7 @@ import threading
 import pytest
 
 import fastlstm
+from conftest import CHILD_CWD
 from fastlstm import _config, _functions, reference
 
 
@@ -44,7 +45,8 @@ def test_set_num_threads():
 def test_default_follows_omp_num_threads():
     code = "import fastlstm; print(fastlstm.get_num_threads())"
     env = {"OMP_NUM_THREADS": "3", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=CHILD_CWD)
     assert out.stdout.strip() == "3", out.stderr
 
 
