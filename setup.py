@@ -14,13 +14,18 @@ import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-HERE = pathlib.Path(__file__).parent
+NUMPY_MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 BASE_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-unused-function"]
 # -fno-wrapv undoes the -fwrapv in Python's own CFLAGS, which makes signed overflow defined and so
 # hides it from UBSan.
 SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow",
                   "-fno-sanitize-recover=undefined,float-cast-overflow", "-fno-omit-frame-pointer",
                   "-g", "-fno-wrapv"]
+
+
+def c_string(text):
+    """`text` as a C string literal, for a -D macro (passed to the compiler as one argument)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def openmp_works(compiler):
@@ -53,12 +58,14 @@ class BuildExt(build_ext):
             reason = "serial build: the compiler has no OpenMP"
         if reason.startswith("serial"):
             warnings.warn(f"fastlstm: {reason}; the kernels will run on one thread")
+        # The build's own record, compiled into the extension (fastlstm._core.cflags() and
+        # openmp_note()): every install path and every rebuild carries the flags it was built with.
+        build_info = [("FASTLSTM_CFLAGS", c_string(" ".join(flags))),
+                      ("FASTLSTM_OPENMP_NOTE", c_string(reason))]
         for ext in self.extensions:
             ext.extra_compile_args = flags
             ext.extra_link_args = [f for f in flags if f.startswith(("-fopenmp", "-fsanitize="))]
-        (HERE / "fastlstm" / "_build_info.py").write_text(
-            f"CFLAGS = {' '.join(flags)!r}\nOPENMP_REASON = {reason!r}\n"
-        )
+            ext.define_macros = NUMPY_MACROS + build_info
         super().build_extensions()
 
 
@@ -66,7 +73,7 @@ core = Extension(
     "fastlstm._core",
     sources=["fastlstm/_core.pyx", "csrc/fastlstm.c"],
     include_dirs=["csrc", numpy.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    define_macros=NUMPY_MACROS,
     depends=[str(p) for p in pathlib.Path("csrc").glob("*")],
 )
 

@@ -14,7 +14,40 @@ Layers with parameters, gradients and state, shaped like torch.nn's: :class:`LST
 training needs around them (losses with their gradients, a linear read-out, gradient clipping, SGD
 and Adam): :mod:`fastlstm.train`.
 """
-from . import reference
+
+
+def _check_built():
+    """Import the C extension, or raise an ImportError that says why it is missing and what to do.
+
+    The usual case: Python started in a clone of the repository after a non-editable install, so the
+    source tree's fastlstm/ (which has no compiled _core) shadows the installed package.
+    """
+    import importlib.machinery
+    import pathlib
+
+    try:
+        from . import _core  # noqa: F401
+    except ImportError as error:
+        package = pathlib.Path(__file__).resolve().parent
+        if any((package / f"_core{suffix}").exists()
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            raise  # built, but it does not load: the original error says why
+        if (package.parent / "setup.py").exists():
+            message = (f"fastlstm's C extension is not built: you are importing fastlstm from the "
+                       f"source tree at {package}, which has none. Either build it in place with "
+                       f"`pip install -e .` in {package.parent}, or, to use an installed "
+                       f"fastlstm, run Python from another directory.")
+        else:
+            message = (f"fastlstm's C extension (fastlstm._core) is missing from {package}: "
+                       f"reinstall fastlstm with `pip install --force-reinstall fastlstm`.")
+        raise ImportError(message, name="fastlstm._core") from error
+
+
+_check_built()
+del _check_built
+
+from . import reference  # noqa: E402 (after the check, whose message beats a circular import's)
+from ._version import __version__
 from ._config import get_num_threads, num_threads, set_num_threads, show_config
 from ._functions import (
     gru_backward,
@@ -32,8 +65,6 @@ from ._functions import (
 )
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from . import train
-
-__version__ = "0.1.0"
 
 __all__ = reference.__all__ + [
     "LSTM",

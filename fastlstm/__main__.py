@@ -1,14 +1,16 @@
-"""The command line: ``python -m fastlstm bench [options]`` and ``python -m fastlstm config``."""
+"""The command line: ``python -m fastlstm bench [options]``, ``python -m fastlstm config`` and
+``python -m fastlstm --version``."""
 import argparse
 import sys
 
-from . import bench, show_config
+from . import __version__, bench, show_config
 
 
 def main(argv=None):
     """Parse `argv` (default: sys.argv[1:]) and run its subcommand; return the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm", description="fastlstm: LSTM forward and backward in C.")
+    parser.add_argument("--version", action="version", version=f"fastlstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench_parser = commands.add_parser(
         "bench", help="time fastlstm against the NumPy reference and torch.nn.LSTM",

@@ -1,26 +1,31 @@
 """Threads, SIMD level and build information of the C kernels."""
+from __future__ import annotations
+
 import contextlib
 import os
 import threading
+from typing import Any, Iterator, Optional
 
 from . import _core
+from ._version import __version__
 
 _SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
-_state = {"threads": None}  # set_num_threads(); None means the default
-_environment = {}  # the defaults from the environment and the CPU, read once on first use
+_state: dict[str, Optional[int]] = {"threads": None}  # set_num_threads(); None means the default
+# the defaults from the environment and the CPU, read once on first use
+_environment: dict[str, int] = {}
 
 
 class _Overrides(threading.local):
     """num_threads() and use_simd() settings of one Python thread (None: not set)."""
 
-    threads = None
-    simd = None
+    threads: Optional[int] = None
+    simd: Optional[int] = None
 
 
 _local = _Overrides()
 
 
-def _default_num_threads():
+def _default_num_threads() -> int:
     """OMP_NUM_THREADS (its first entry) if set, else the cores this process may run on (read once,
     as the OpenMP runtime reads its environment once)."""
     if "threads" not in _environment:
@@ -28,7 +33,7 @@ def _default_num_threads():
     return _environment["threads"]
 
 
-def _read_num_threads():
+def _read_num_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -38,7 +43,7 @@ def _read_num_threads():
         return os.cpu_count() or 1
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads the C kernels use (results are bitwise the same for any number).
 
     Returns
@@ -50,13 +55,13 @@ def get_num_threads():
     return _local.threads or _state["threads"] or _default_num_threads()
 
 
-def _check_count(n):
+def _check_count(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"num_threads: expected an int >= 1, got {n!r}")
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads the C kernels use from now on, for every Python thread.
 
     Parameters
@@ -68,7 +73,7 @@ def set_num_threads(n):
 
 
 @contextlib.contextmanager
-def num_threads(n):
+def num_threads(n: int) -> Iterator[None]:
     """Use `n` threads inside a ``with`` block of this Python thread, then restore the setting.
 
     Examples
@@ -86,7 +91,7 @@ def num_threads(n):
         _local.threads = previous
 
 
-def simd_level():
+def simd_level() -> int:
     """The SIMD level in use: a `use_simd` override, else ``FASTLSTM_SIMD``, else the CPU's best.
 
     ``FASTLSTM_SIMD`` is read once, when the kernels are first used. Naming a level above the CPU's
@@ -99,7 +104,7 @@ def simd_level():
     return _environment["simd"]
 
 
-def _read_simd_level():
+def _read_simd_level() -> int:
     best = _core.simd_max()
     name = os.environ.get("FASTLSTM_SIMD", "").strip().lower()
     if not name:
@@ -111,13 +116,13 @@ def _read_simd_level():
     return min(_SIMD_LEVELS[name], best)
 
 
-def available_simd():
+def available_simd() -> list[str]:
     """Names of the SIMD levels this CPU runs, slowest first."""
     return [name for name, level in _SIMD_LEVELS.items() if level <= _core.simd_max()]
 
 
 @contextlib.contextmanager
-def use_simd(name):
+def use_simd(name: str) -> Iterator[None]:
     """Run the kernels of SIMD level `name` ("portable", "avx2", "avx512") inside a ``with`` block."""
     if name not in available_simd():
         raise ValueError(f"simd: expected one of {available_simd()}, got {name!r}")
@@ -129,29 +134,29 @@ def use_simd(name):
         _local.simd = previous
 
 
-def kernel_args():
+def kernel_args() -> tuple[int, int]:
     """(num_threads, simd) as the C kernels take them. Every kernel call asks, so it is kept cheap."""
     return get_num_threads(), simd_level()
 
 
-def config():
+def config() -> dict[str, Any]:
     """The build and run-time configuration as a dict."""
-    from ._build_info import CFLAGS, OPENMP_REASON
-
     omp = _core.openmp_version()
     return {
+        "version": __version__,
         "openmp": bool(omp),
         "openmp_version": omp or None,
-        "openmp_note": OPENMP_REASON,
+        "openmp_note": _core.openmp_note(),
         "num_threads": get_num_threads(),
         "simd": _core.simd_name(simd_level()),
         "simd_available": available_simd(),
         "compiler": _core.compiler(),
-        "cflags": CFLAGS,
+        "cflags": _core.cflags(),
     }
 
 
-def show_config():
-    """Print whether OpenMP is on (and its version), the SIMD level in use, compiler and flags."""
+def show_config() -> None:
+    """Print fastlstm's version, whether OpenMP is on (and its version), the SIMD level in use,
+    compiler and flags."""
     for key, value in config().items():
         print(f"{key:>16}: {value}")

@@ -139,6 +139,19 @@ cdef extern from "fastlstm.h" nogil:
                                  const double *W, const double *U, ptrdiff_t B, ptrdiff_t I,
                                  ptrdiff_t H, int num_threads, int simd)
 
+# What setup.py compiled this extension with, as string macros (a build without them says so).
+cdef extern from *:
+    """
+    #ifndef FASTLSTM_CFLAGS
+    #define FASTLSTM_CFLAGS "unknown: not built by setup.py"
+    #endif
+    #ifndef FASTLSTM_OPENMP_NOTE
+    #define FASTLSTM_OPENMP_NOTE "unknown: not built by setup.py"
+    #endif
+    """
+    const char *FASTLSTM_CFLAGS
+    const char *FASTLSTM_OPENMP_NOTE
+
 # After fastlstm.h: NumPy's headers bring <complex.h>, whose macro I would clash with its argument names.
 cimport numpy as cnp
 
@@ -167,6 +180,16 @@ def openmp_version():
 
 def compiler():
     return fl_compiler().decode()
+
+
+def cflags():
+    """The compiler flags this extension was built with (recorded by setup.py)."""
+    return FASTLSTM_CFLAGS.decode()
+
+
+def openmp_note():
+    """Why this build has OpenMP or not: "OpenMP found" or "serial build: ..." (from setup.py)."""
+    return FASTLSTM_OPENMP_NOTE.decode()
 
 
 # ---- helpers --------------------------------------------------------------------------------------

@@ -7,17 +7,27 @@ own loop, first offer their arguments to the C wall as they are: when they alrea
 float dtype, C-contiguous and of fitting shapes (a loop's usual case), that one call does everything;
 otherwise they are checked and converted as the reference does, and offered again.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, TypeVar
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _config, _core, _validate, reference
 
 __all__ = reference.__all__
 
+# Argument and result types of the public functions: inputs are anything np.asarray takes (None
+# where the documentation allows it); results are new float32 or float64 arrays.
+Array = np.ndarray
+Function = TypeVar("Function", bound=Callable[..., Any])
 
-def _mirror(reference_function):
+
+def _mirror(reference_function: Callable[..., Any]) -> Callable[[Function], Function]:
     """Give a function the reference's docstring, its example importing fastlstm itself."""
 
-    def decorate(function):
+    def decorate(function: Function) -> Function:
         function.__doc__ = reference_function.__doc__.replace(
             "from fastlstm import reference as", "import fastlstm as"
         )
@@ -109,7 +119,9 @@ def _lstm_backward(dhs, dh_T, dc_T, k):
 
 
 @_mirror(reference.lstm_forward)
-def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
+def lstm_forward(xs: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike], W: ArrayLike,
+                 U: ArrayLike, b: ArrayLike, lengths: Optional[ArrayLike] = None
+                 ) -> tuple[Array, Array, Array, _LSTMCache]:
     xs, (h0, c0), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
     )
@@ -118,7 +130,8 @@ def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
 
 
 @_mirror(reference.lstm_backward)
-def lstm_backward(dhs, dh_T, dc_T, cache):
+def lstm_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], dc_T: Optional[ArrayLike],
+                  cache: _LSTMCache) -> tuple[Array, Array, Array, Array, Array, Array]:
     dhs, dh_T, dc_T = _validate.sequence_gradients(
         cache, _LSTMCache, "fastlstm.lstm_forward", dhs, dh_T=dh_T, dc_T=dc_T
     )
@@ -126,7 +139,9 @@ def lstm_backward(dhs, dh_T, dc_T, cache):
 
 
 @_mirror(reference.lstm_cell_forward)
-def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
+def lstm_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], c_prev: Optional[ArrayLike],
+                      W: ArrayLike, U: ArrayLike, b: ArrayLike
+                      ) -> tuple[Array, Array, _LSTMCellCache]:
     threads, simd = _config.kernel_args()
     out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
     if out is None:
@@ -140,7 +155,8 @@ def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
 
 
 @_mirror(reference.lstm_cell_backward)
-def lstm_cell_backward(dh, dc, cache):
+def lstm_cell_backward(dh: Optional[ArrayLike], dc: Optional[ArrayLike], cache: _LSTMCellCache
+                       ) -> tuple[Array, Array, Array, Array, Array, Array]:
     _validate.check_cache(cache, _LSTMCellCache, "fastlstm.lstm_cell_forward")
     threads, simd = _config.kernel_args()
     out = _core.lstm_cell_backward(dh, dc, *cache, threads, simd)
@@ -173,7 +189,8 @@ def _rnn_backward(dhs, dh_T, k):
 
 
 @_mirror(reference.rnn_forward)
-def rnn_forward(xs, h0, W, U, b, lengths=None):
+def rnn_forward(xs: ArrayLike, h0: Optional[ArrayLike], W: ArrayLike, U: ArrayLike, b: ArrayLike,
+                lengths: Optional[ArrayLike] = None) -> tuple[Array, Array, _RNNCache]:
     xs, (h0,), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
     )
@@ -182,7 +199,8 @@ def rnn_forward(xs, h0, W, U, b, lengths=None):
 
 
 @_mirror(reference.rnn_backward)
-def rnn_backward(dhs, dh_T, cache):
+def rnn_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], cache: _RNNCache
+                 ) -> tuple[Array, Array, Array, Array, Array]:
     dhs, dh_T = _validate.sequence_gradients(
         cache, _RNNCache, "fastlstm.rnn_forward", dhs, dh_T=dh_T
     )
@@ -190,7 +208,8 @@ def rnn_backward(dhs, dh_T, cache):
 
 
 @_mirror(reference.rnn_cell_forward)
-def rnn_cell_forward(x, h_prev, W, U, b):
+def rnn_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], W: ArrayLike, U: ArrayLike,
+                     b: ArrayLike) -> tuple[Array, _RNNCellCache]:
     threads, simd = _config.kernel_args()
     h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
     if h is None:
@@ -204,7 +223,8 @@ def rnn_cell_forward(x, h_prev, W, U, b):
 
 
 @_mirror(reference.rnn_cell_backward)
-def rnn_cell_backward(dh, cache):
+def rnn_cell_backward(dh: Optional[ArrayLike], cache: _RNNCellCache
+                      ) -> tuple[Array, Array, Array, Array, Array]:
     _validate.check_cache(cache, _RNNCellCache, "fastlstm.rnn_cell_forward")
     threads, simd = _config.kernel_args()
     out = _core.rnn_cell_backward(dh, *cache, threads, simd)
@@ -239,7 +259,8 @@ def _gru_backward(dhs, dh_T, k):
 
 
 @_mirror(reference.gru_forward)
-def gru_forward(xs, h0, W, U, b, lengths=None):
+def gru_forward(xs: ArrayLike, h0: Optional[ArrayLike], W: ArrayLike, U: ArrayLike, b: ArrayLike,
+                lengths: Optional[ArrayLike] = None) -> tuple[Array, Array, _GRUCache]:
     xs, (h0,), W, U, b = _validate.recurrent_args(
         ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
     )
@@ -248,7 +269,8 @@ def gru_forward(xs, h0, W, U, b, lengths=None):
 
 
 @_mirror(reference.gru_backward)
-def gru_backward(dhs, dh_T, cache):
+def gru_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], cache: _GRUCache
+                 ) -> tuple[Array, Array, Array, Array, Array]:
     dhs, dh_T = _validate.sequence_gradients(
         cache, _GRUCache, "fastlstm.gru_forward", dhs, dh_T=dh_T
     )
@@ -256,7 +278,8 @@ def gru_backward(dhs, dh_T, cache):
 
 
 @_mirror(reference.gru_cell_forward)
-def gru_cell_forward(x, h_prev, W, U, b):
+def gru_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], W: ArrayLike, U: ArrayLike,
+                     b: ArrayLike) -> tuple[Array, _GRUCellCache]:
     threads, simd = _config.kernel_args()
     out = _core.gru_cell_forward(x, h_prev, W, U, b, threads, simd)
     if out is None:
@@ -270,7 +293,8 @@ def gru_cell_forward(x, h_prev, W, U, b):
 
 
 @_mirror(reference.gru_cell_backward)
-def gru_cell_backward(dh, cache):
+def gru_cell_backward(dh: Optional[ArrayLike], cache: _GRUCellCache
+                      ) -> tuple[Array, Array, Array, Array, Array]:
     _validate.check_cache(cache, _GRUCellCache, "fastlstm.gru_cell_forward")
     threads, simd = _config.kernel_args()
     out = _core.gru_cell_backward(dh, *cache, threads, simd)

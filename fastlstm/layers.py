@@ -21,15 +21,25 @@ Gradients accumulate, as ``.grad`` does in PyTorch: every ``backward`` adds into
 ``zero_grad()`` resets them. That is what lets a cell be stepped T times and back-propagated T times,
 and what lets the chunks of truncated backpropagation through time add up.
 """
+from __future__ import annotations
+
 import importlib
 import inspect
 import json
+import os
+from types import ModuleType
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ._validate import FLOAT_DTYPES, sequence_lengths
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
+
+# A layer's state and its gradient: (h, c) for the LSTM, h for the GRU and the RNN (None: zeros).
+State = Any
+Layer = TypeVar("Layer", bound="_Module")
 
 
 # ---- argument checks -----------------------------------------------------------------------------
@@ -176,12 +186,12 @@ class _Module:
     def _function(self, name):
         return getattr(self.backend, f"{self._kind}_{name}")
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero (in place: the arrays in ``grads`` stay the same objects)."""
         for g in self.grads.values():
             g.fill(0)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     # -- save and load --
@@ -189,7 +199,7 @@ class _Module:
     def _config(self):
         raise NotImplementedError
 
-    def save(self, path):
+    def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the configuration and the parameters to the .npz file `path`.
 
         NumPy adds the suffix ``.npz`` if `path` has none. Gradients, state and backend are not saved.
@@ -198,7 +208,8 @@ class _Module:
         np.savez(path, __fastlstm__=np.array(header), **self.params)
 
     @classmethod
-    def load(cls, path, backend=None):
+    def load(cls: type[Layer], path: Union[str, os.PathLike],
+             backend: Optional[ModuleType] = None) -> Layer:
         """A layer of this class with the configuration and parameters saved in `path`."""
         with np.load(path, allow_pickle=False) as data:
             if "__fastlstm__" not in data.files:
@@ -223,9 +234,10 @@ class _Module:
 class _Sequence(_Module):
     _torch_class = None  # "LSTM" or "RNN"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, dtype="float32", seed=None, backend=None,
-                 _unit_forget_bias=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False,
+                 dtype: DTypeLike = "float32", seed: Optional[int] = None,
+                 backend: Optional[ModuleType] = None, _unit_forget_bias: bool = False) -> None:
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
@@ -237,7 +249,7 @@ class _Sequence(_Module):
         self._init_params(self._param_shapes(), seed, _unit_forget_bias)
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     def _suffixes(self):
@@ -299,7 +311,8 @@ class _Sequence(_Module):
             return np.ascontiguousarray(a[::-1])
         return np.take_along_axis(a, index[:, :, np.newaxis], axis=0)
 
-    def forward(self, x, state=None, lengths=None):
+    def forward(self, x: ArrayLike, state: State = None, lengths: Optional[ArrayLike] = None
+                ) -> tuple[np.ndarray, State]:
         """Run the stacked layers over a whole sequence.
 
         Parameters
@@ -361,7 +374,7 @@ class _Sequence(_Module):
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         return out, self._pack_state(finals)
 
-    def backward(self, dout, dstate=None):
+    def backward(self, dout: ArrayLike, dstate: State = None) -> np.ndarray:
         """Backpropagation through time for the last :meth:`forward`.
 
         Parameters
@@ -425,7 +438,7 @@ class _Sequence(_Module):
         pass
 
     @classmethod
-    def from_torch(cls, module_or_state_dict, **config):
+    def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
         """A layer with the weights of a ``torch.nn.{LSTM,RNN}`` or of its ``state_dict()``.
 
         Sizes, num_layers and bidirectional come from the weights' names and shapes; batch_first
@@ -478,7 +491,7 @@ class _Sequence(_Module):
                     layer.params[f"b_l{k}{s}"][...] = 0
         return layer
 
-    def to_torch_state_dict(self):
+    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
         """The parameters as NumPy arrays named and shaped as a torch module's state_dict.
 
         The whole bias goes into bias_ih and zeros into bias_hh (torch only uses their sum). Load
@@ -493,7 +506,7 @@ class _Sequence(_Module):
                     self.params[f"b_l{k}{s}"])
         return sd
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """A ``torch.nn.{LSTM,RNN}`` with this layer's configuration and weights (imports torch)."""
         import torch
 
@@ -507,7 +520,7 @@ class _Sequence(_Module):
         return module
 
     @classmethod
-    def from_keras(cls, layer_or_weights, **config):
+    def from_keras(cls: type[Layer], layer_or_weights: Any, **config: Any) -> Layer:
         """A one-layer layer with the weights of a Keras ``LSTM`` / ``GRU`` / ``SimpleRNN`` layer.
 
         Parameters
@@ -651,9 +664,10 @@ class LSTM(_Sequence):
 
     _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h_0", "c_0"), "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, dtype="float32", seed=None, unit_forget_bias=False,
-                 backend=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False,
+                 dtype: DTypeLike = "float32", seed: Optional[int] = None,
+                 unit_forget_bias: bool = False, backend: Optional[ModuleType] = None) -> None:
         self.unit_forget_bias = bool(unit_forget_bias)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
                          seed, backend, _unit_forget_bias=self.unit_forget_bias)
@@ -690,8 +704,10 @@ class RNN(_Sequence):
 
     _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h_0",), "RNN"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, dtype="float32", seed=None, backend=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False,
+                 dtype: DTypeLike = "float32", seed: Optional[int] = None,
+                 backend: Optional[ModuleType] = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
                          seed, backend)
 
@@ -735,8 +751,10 @@ class GRU(_Sequence):
 
     _kind, _gates, _bias_rows, _state_names, _torch_class = "gru", 3, (2,), ("h_0",), "GRU"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 batch_first=False, dtype="float32", seed=None, backend=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False,
+                 dtype: DTypeLike = "float32", seed: Optional[int] = None,
+                 backend: Optional[ModuleType] = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
                          seed, backend)
 
@@ -753,8 +771,9 @@ class GRU(_Sequence):
 class _Cell(_Module):
     _torch_class = None
 
-    def __init__(self, input_size, hidden_size, dtype="float32", seed=None, backend=None,
-                 _unit_forget_bias=False):
+    def __init__(self, input_size: int, hidden_size: int, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None, backend: Optional[ModuleType] = None,
+                 _unit_forget_bias: bool = False) -> None:
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.dtype = _float_dtype(dtype)
@@ -773,7 +792,7 @@ class _Cell(_Module):
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"dtype={self.dtype.name!r})")
 
-    def forward(self, x, state=None):
+    def forward(self, x: ArrayLike, state: State = None) -> State:
         """One step; x (B, I), state as in torch's cell (None: zeros). Keeps the step's cache."""
         x = _array("x", x, ("B", "I"), (None, self.input_size), self.dtype)
         B, H = x.shape[0], self.hidden_size
@@ -794,12 +813,12 @@ class _Cell(_Module):
         self.dstate = self._pack_state(rest[:S])
         return dx
 
-    def clear_steps(self):
+    def clear_steps(self) -> None:
         """Forget the caches of forward steps that will not be back-propagated (e.g. inference)."""
         self._caches.clear()
 
     @classmethod
-    def from_torch(cls, module_or_state_dict, **config):
+    def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
         """A cell with the weights of a ``torch.nn.{LSTM,RNN}Cell`` or of its ``state_dict()``."""
         source = module_or_state_dict
         if hasattr(source, "state_dict"):
@@ -826,7 +845,7 @@ class _Cell(_Module):
             cell.params["b"][...] = 0
         return cell
 
-    def to_torch_state_dict(self):
+    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
         """weight_ih, weight_hh, bias_ih (the whole bias), bias_hh (zeros) as NumPy arrays."""
         bias_ih, bias_hh = self._bias_to_torch(self.params["b"])
         return dict(weight_ih=np.ascontiguousarray(self.params["W"].T),
@@ -863,8 +882,9 @@ class LSTMCell(_Cell):
 
     _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h", "c"), "LSTMCell"
 
-    def __init__(self, input_size, hidden_size, dtype="float32", seed=None,
-                 unit_forget_bias=False, backend=None):
+    def __init__(self, input_size: int, hidden_size: int, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None, unit_forget_bias: bool = False,
+                 backend: Optional[ModuleType] = None) -> None:
         self.unit_forget_bias = bool(unit_forget_bias)
         super().__init__(input_size, hidden_size, dtype, seed, backend,
                          _unit_forget_bias=self.unit_forget_bias)
@@ -872,7 +892,7 @@ class LSTMCell(_Cell):
     def _config(self):
         return {**super()._config(), "unit_forget_bias": self.unit_forget_bias}
 
-    def backward(self, dh, dc=None):
+    def backward(self, dh: ArrayLike, dc: Optional[ArrayLike] = None) -> np.ndarray:
         """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I).
 
         dh, dc (B, H) or None are the gradients with respect to the step's h and c.
@@ -883,7 +903,7 @@ class LSTMCell(_Cell):
 class _HiddenStateCell(_Cell):
     """A cell whose only state is h (RNN, GRU)."""
 
-    def backward(self, dh):
+    def backward(self, dh: ArrayLike) -> np.ndarray:
         """Gradients of the most recent forward step not yet back-propagated; returns dx (B, I)."""
         return self._backward((dh,))
 

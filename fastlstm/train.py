@@ -27,7 +27,12 @@ A training step, many-to-many, with a layer from :mod:`fastlstm.layers`::
 
 This module does not differentiate anything automatically: each piece has its own backward.
 """
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Union
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .layers import _float_dtype, _positive_int
 
@@ -48,7 +53,7 @@ def _float_array(name, value):
     return array
 
 
-def softmax(logits, axis=-1):
+def softmax(logits: ArrayLike, axis: int = -1) -> np.ndarray:
     """exp(logits) normalised to sum to 1 along `axis`, computed without overflow.
 
     Parameters
@@ -75,7 +80,7 @@ def softmax(logits, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(logits) against integer class targets, and its gradient.
 
     loss = mean over positions n of -log softmax(logits[n])[targets[n]], in nats;
@@ -136,7 +141,7 @@ def softmax_cross_entropy(logits, targets):
     return loss, dlogits.reshape(z.shape)
 
 
-def mse(pred, target):
+def mse(pred: ArrayLike, target: ArrayLike) -> tuple[float, np.ndarray]:
     """Mean squared error and its gradient.
 
     loss = mean((pred - target)**2);  dpred = 2 (pred - target) / N, with N the number of elements.
@@ -215,7 +220,8 @@ class Linear:
     ((5, 4, 2), (5, 4, 3), (3, 2), 20.0)
     """
 
-    def __init__(self, in_features, out_features, dtype="float32", seed=None):
+    def __init__(self, in_features: int, out_features: int, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None) -> None:
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         self.dtype = _float_dtype(dtype)
@@ -231,15 +237,15 @@ class Linear:
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, dtype={self.dtype.name!r})"
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> np.ndarray:
         return self.forward(x)
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """y (..., O) = x (..., I) @ W + b; keeps x for the backward."""
         self._x = _last_axis("x", x, "I", self.in_features, self.dtype)
         return self._x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> np.ndarray:
         """Adds dW = x^T dy and db = sum(dy) into ``grads``; returns dx (..., I) = dy @ W^T."""
         if self._x is None:
             raise RuntimeError("backward: call forward first")
@@ -253,13 +259,13 @@ class Linear:
         self.grads["b"] += dy2.sum(axis=0)
         return dy @ self.params["W"].T
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero, in place."""
         for g in self.grads.values():
             g.fill(0)
 
 
-def collect(**modules):
+def collect(**modules: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One ``params`` dict and one ``grads`` dict over several modules, for an optimizer.
 
     Keys are ``"{name}.{key}"``; the values are the modules' own arrays, not copies, so updating
@@ -299,7 +305,8 @@ def collect(**modules):
 # ---- gradient clipping and optimizers ------------------------------------------------------------
 
 
-def clip_grad_norm(grads, max_norm):
+def clip_grad_norm(grads: Union[dict[str, np.ndarray], Iterable[np.ndarray]],
+                   max_norm: float) -> float:
     """Rescale the gradients in place so that their global norm is at most `max_norm`.
 
     The global norm is sqrt(sum over every array of sum(g**2)), computed in float64. If it exceeds
@@ -342,7 +349,7 @@ def clip_grad_norm(grads, max_norm):
 class _Optimizer:
     """Holds a dict of parameters; ``step(grads)`` updates each in place from its key's grad."""
 
-    def __init__(self, params, lr):
+    def __init__(self, params: dict[str, np.ndarray], lr: float) -> None:
         if not isinstance(params, dict):
             raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
         for name, p in params.items():
@@ -366,7 +373,7 @@ class _Optimizer:
                                  f"got {np.shape(grads[name])}")
         return {name: np.asarray(grads[name], p.dtype) for name, p in self.params.items()}
 
-    def step(self, grads):
+    def step(self, grads: dict[str, np.ndarray]) -> None:
         """Update every parameter in place from ``grads`` (a dict with the same keys and shapes)."""
         grads = self._checked(grads)
         self.steps += 1
@@ -401,7 +408,7 @@ class SGD(_Optimizer):
     array([0.71, 2.29])
     """
 
-    def __init__(self, params, lr, momentum=0.0):
+    def __init__(self, params: dict[str, np.ndarray], lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum: expected a number in [0, 1), got {momentum!r}")
@@ -449,7 +456,8 @@ class Adam(_Optimizer):
     array([0.9, 1.1])
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, params: dict[str, np.ndarray], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params, lr)
         beta1, beta2 = betas
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):

@@ -1,8 +1,48 @@
-"""Shared fixtures and tolerances for the fastlstm tests."""
+"""Shared fixtures and tolerances for the fastlstm tests.
+
+The tests run against whichever fastlstm Python imports: the editable build of a clone, or an
+installed wheel or sdist when pytest starts outside the source tree (`cd /tmp && pytest
+/path/to/clone/tests`). The header names the one under test; FASTLSTM_TEST_INSTALLED=1 makes
+the run fail at once if that is the source tree's.
+"""
+import os
+import pathlib
+
 import numpy as np
 import pytest
 
 import fastlstm
+
+# The clone or sdist these tests belong to: README.md and examples/ are read from it.
+SOURCE_TREE = pathlib.Path(__file__).resolve().parents[1]
+# The working directory of the tests' child `python -c` / `python -m fastlstm`: it holds no
+# fastlstm/ folder, so a child imports the fastlstm this process imported, as a user's would,
+# never a source tree that shadows an installed package.
+CHILD_CWD = pathlib.Path(__file__).resolve().parent
+
+
+def source_file(*parts):
+    """The path of a file of the source tree (README.md, examples/...); skips the calling test (or
+    module) when the tests were copied without it."""
+    path = SOURCE_TREE.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: this test needs the tests/ folder of a clone or an sdist, "
+                    f"beside {parts[0]}", allow_module_level=True)
+    return path
+
+
+def pytest_report_header(config):
+    package = pathlib.Path(fastlstm.__file__).parent
+    settings = fastlstm._config.config()
+    return [f"fastlstm {fastlstm.__version__} from {package}",
+            "fastlstm config: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
+
+
+def pytest_configure(config):
+    package = pathlib.Path(fastlstm.__file__).resolve().parent
+    if os.environ.get("FASTLSTM_TEST_INSTALLED") == "1" and package.parent == SOURCE_TREE:
+        raise pytest.UsageError(f"FASTLSTM_TEST_INSTALLED=1, but fastlstm was imported from the "
+                                f"source tree at {package}, not from an installed package")
 
 # Tolerances for comparing the C kernels with the NumPy reference, defined once.
 TOLERANCE = {

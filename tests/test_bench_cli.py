@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
+from conftest import CHILD_CWD
 from fastlstm.__main__ import main
-
 
 
 def fastlstm_cli(*args):
     """Run ``python -m fastlstm ARGS`` in a fresh interpreter; return the completed process."""
     return subprocess.run([sys.executable, "-m", "fastlstm", *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=CHILD_CWD)
 
 
 @pytest.mark.parametrize("dtype, shapes", [

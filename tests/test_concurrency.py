@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import KINDS, make_problem, make_sequence_problem, run_sequence
+from conftest import CHILD_CWD, KINDS, make_problem, make_sequence_problem, run_sequence
 
 import fastlstm
 
@@ -182,7 +182,8 @@ def test_fork_after_use():
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=CHILD_CWD)
     assert done.returncode == 0, done.stderr
     assert "child exit 0" in done.stdout
 
@@ -199,5 +200,6 @@ def test_huge_sequence_of_empty_steps_returns_at_once():
         fastlstm.rnn_backward(None, None, cache)
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=CHILD_CWD)
     assert done.stdout.strip() == "ok", done.stderr

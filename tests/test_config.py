@@ -7,6 +7,7 @@ import threading
 import pytest
 
 import fastlstm
+from conftest import CHILD_CWD
 from fastlstm import _config, _functions, reference
 
 
@@ -44,7 +45,8 @@ def test_set_num_threads():
 def test_default_follows_omp_num_threads():
     code = "import fastlstm; print(fastlstm.get_num_threads())"
     env = {"OMP_NUM_THREADS": "3", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=CHILD_CWD)
     assert out.stdout.strip() == "3", out.stderr
 
 
@@ -56,6 +58,16 @@ def test_show_config(capsys):
     config = _config.config()
     assert config["simd"] in config["simd_available"]
     assert "-march=native" not in config["cflags"] or "FASTLSTM_NATIVE" in config["openmp_note"]
+
+
+def test_build_info_matches_the_build():
+    """The flags and the OpenMP note come from the extension itself, so they describe this build
+    (a rebuild with other switches cannot leave an older record behind)."""
+    config = _config.config()
+    assert config["openmp"] == ("-fopenmp" in config["cflags"].split())
+    expected_note = "OpenMP found" if config["openmp"] else "serial build"
+    assert config["openmp_note"].startswith(expected_note), config["openmp_note"]
+    assert "-O3" in config["cflags"].split()
 
 
 def test_use_simd_rejects_unknown_level():

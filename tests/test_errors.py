@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastlstm
+from conftest import CHILD_CWD
 from fastlstm import reference as ref
 
 MODULES = pytest.mark.parametrize("m", [fastlstm, ref], ids=["fastlstm", "reference"])
@@ -154,7 +155,7 @@ def test_simd_level_from_environment(name, expected):
     # read once per process, when the kernels are first used: so in a fresh process
     env = dict(os.environ, FASTLSTM_SIMD=name)
     out = subprocess.run([sys.executable, "-c", SIMD_FROM_ENVIRONMENT], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=CHILD_CWD)
     assert out.stdout.strip() == expected, out.stderr
 
 

@@ -6,14 +6,15 @@ barrier for a busy core slows the small quick runs down many times (results do n
 thread count).
 """
 import importlib.util
-import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+from conftest import source_file
+
+EXAMPLES = source_file("examples")
 COMMON = ["--quick", "--threads", "1"]
 
 

@@ -6,7 +6,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, source_file
 
 import fastlstm
 from fastlstm import layers
@@ -213,10 +213,9 @@ def test_gradients_match_finite_differences(rng, kind):
 
 def run_readme_block(heading):
     """Run the first Python block after `heading` in the README; return its namespace."""
-    import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = source_file("README.md").read_text()
     section = readme.split(heading + "\n", 1)[1]
     namespace = {}
     exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)

@@ -1,10 +1,11 @@
 """The README's drop-in example runs with both modules and gives the same losses."""
-import pathlib
 import re
 
 import numpy as np
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+from conftest import source_file
+
+README = source_file("README.md")
 IMPORT_LINE = "import fastlstm as lstm            # or: from fastlstm import reference as lstm"
 
 

@@ -1,13 +1,13 @@
 """fastlstm.train: losses and Linear against finite differences, optimizers against hand-computed
 steps (and torch.optim, when torch is installed), gradient clipping."""
 import doctest
-import pathlib
 import re
 
 import numpy as np
 import pytest
 
 import fastlstm
+from conftest import source_file
 from fastlstm import train
 from fastlstm.train import (SGD, Adam, Linear, clip_grad_norm, collect, mse, softmax,
                             softmax_cross_entropy)
@@ -286,7 +286,7 @@ def test_a_training_step_lowers_the_loss(rng):
 
 
 def test_readme_training_example():
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = source_file("README.md").read_text()
     section = readme.split("## Training: `fastlstm.train`\n", 1)[1]
     source = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace = {}
