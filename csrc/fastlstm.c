@@ -501,6 +501,7 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 };
 #include "recurrent.inc"
 #include "cell.inc"
+#include "matmul.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT
@@ -548,6 +549,7 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 };
 #include "recurrent.inc"
 #include "cell.inc"
+#include "matmul.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT
@@ -569,6 +571,16 @@ static size_t workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int 
         return workspace_f32(T, B, I, H, G, backward, num_threads, simd);
     if (elsize == (int)sizeof(double))
         return workspace_f64(T, B, I, H, G, backward, num_threads, simd);
+    return 0;
+}
+
+size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
+                           int elsize)
+{
+    if (elsize == (int)sizeof(float))
+        return matmul_workspace_f32(M, N, K, num_threads, simd);
+    if (elsize == (int)sizeof(double))
+        return matmul_workspace_f64(M, N, K, num_threads, simd);
     return 0;
 }
 

@@ -195,6 +195,18 @@ FL_DECLARE_CELLS(double, f64)
 
 #undef FL_DECLARE_CELLS
 
+/* ---- a plain matrix product, for the training toolkit's Linear layer --------------------------------
+ * C (M, N) = op(A) (M, K) @ op(B) (K, N): A stored (M, K), or (K, M) transposed when trans_a; B
+ * stored (K, N), or (N, K) transposed when trans_b; all row-major. The same blocked GEMM and threads
+ * as the passes, so a training step of fastlstm's layers never needs a BLAS. */
+
+size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
+                           int elsize);
+int fl_matmul_f32(float *C, const float *A, const float *B, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                  int trans_a, int trans_b, int num_threads, int simd, void *workspace);
+int fl_matmul_f64(double *C, const double *A, const double *B, ptrdiff_t M, ptrdiff_t N,
+                  ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd, void *workspace);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-import _common  # first: it sets up OpenMP for fastlstm
+import _common
 import fastlstm
 from fastlstm.train import Adam, Linear, clip_grad_norm, collect, softmax, softmax_cross_entropy
 
@@ -58,7 +58,7 @@ class CharLM:
         self.onehot = np.eye(V, dtype=dtype)
         self.lstm = fastlstm.LSTM(V, hidden, dtype=dtype, seed=seed, unit_forget_bias=True,
                                   backend=backend)
-        self.head = Linear(hidden, V, dtype=dtype, seed=seed + 1)
+        self.head = Linear(hidden, V, dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(lstm=self.lstm, head=self.head)
         self.optimizer = Adam(self.params, lr=lr)
         self.clip = clip

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-import _common  # first: it sets up OpenMP for fastlstm
+import _common
 import fastlstm
 from fastlstm.train import Adam, Linear, clip_grad_norm, collect, mse
 
@@ -42,7 +42,7 @@ class Forecaster:
 
     def __init__(self, hidden, backend, dtype, seed, lr, clip=1.0):
         self.lstm = fastlstm.LSTM(CHANNELS, hidden, dtype=dtype, seed=seed, backend=backend)
-        self.head = Linear(hidden, CHANNELS, dtype=dtype, seed=seed + 1)
+        self.head = Linear(hidden, CHANNELS, dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(lstm=self.lstm, head=self.head)
         self.optimizer = Adam(self.params, lr=lr)
         self.clip = clip

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-import _common  # first: it sets up OpenMP for fastlstm
+import _common
 import fastlstm
 from fastlstm.train import Adam, Linear, collect, softmax, softmax_cross_entropy
 
@@ -36,7 +36,7 @@ class CharModel:
 
     def __init__(self, layer_class, backend, dtype, seed, lr=0.05):
         self.rnn = layer_class(len(VOCAB), HIDDEN, dtype=dtype, seed=seed, backend=backend)
-        self.head = Linear(HIDDEN, len(VOCAB), dtype=dtype, seed=seed + 1)
+        self.head = Linear(HIDDEN, len(VOCAB), dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(rnn=self.rnn, head=self.head)
         self.optimizer = Adam(self.params, lr=lr)
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-import _common  # first: it sets up OpenMP for fastlstm
+import _common
 import fastlstm
 from fastlstm.train import Adam, Linear, clip_grad_norm, collect, softmax_cross_entropy
 
@@ -100,7 +100,7 @@ class Classifier:
 
     def __init__(self, n_features, hidden, backend, dtype, seed, lr, clip=5.0):
         self.lstm = fastlstm.LSTM(n_features, hidden, dtype=dtype, seed=seed, backend=backend)
-        self.head = Linear(hidden, len(CLASSES), dtype=dtype, seed=seed + 1)
+        self.head = Linear(hidden, len(CLASSES), dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(lstm=self.lstm, head=self.head)
         self.optimizer = Adam(self.params, lr=lr)
         self.clip = clip

@@ -58,6 +58,7 @@ from ._functions import (
     lstm_cell_backward,
     lstm_cell_forward,
     lstm_forward,
+    matmul,
     rnn_backward,
     rnn_cell_backward,
     rnn_cell_forward,

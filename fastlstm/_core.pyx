@@ -120,6 +120,16 @@ cdef extern from "fastlstm.h" nogil:
                                  int num_threads, int simd)
 
 cdef extern from "fastlstm.h" nogil:
+    size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
+                               int elsize)
+    int fl_matmul_f32(float *C, const float *A, const float *B, ptrdiff_t M, ptrdiff_t N,
+                      ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd,
+                      void *workspace)
+    int fl_matmul_f64(double *C, const double *A, const double *B, ptrdiff_t M, ptrdiff_t N,
+                      ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd,
+                      void *workspace)
+
+cdef extern from "fastlstm.h" nogil:
     int fl_gru_cell_forward_f32(float *h, float *gates, float *hn, float *gh, const float *x,
                                 const float *h_prev, const float *W, const float *U,
                                 const float *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
@@ -233,6 +243,29 @@ cdef const real *_optional(object array, tuple shape, str name, real precision) 
     view = array
     _expect(name, (view.shape[0], view.shape[1]), shape)
     return &view[0, 0]
+
+
+# ---- the matrix product of the training toolkit -----------------------------------------------------
+
+def matmul(real[:, ::1] C, const real[:, ::1] A, const real[:, ::1] B, bint trans_a, bint trans_b,
+           int num_threads, int simd):
+    """C (M, N) := op(A) @ op(B): A (M, K), or (K, M) when trans_a; B (K, N), or (N, K) when
+    trans_b."""
+    cdef ptrdiff_t M = C.shape[0], N = C.shape[1]
+    cdef ptrdiff_t K = A.shape[0] if trans_a else A.shape[1]
+    _expect("A", (A.shape[0], A.shape[1]), (K, M) if trans_a else (M, K))
+    _expect("B", (B.shape[0], B.shape[1]), (N, K) if trans_b else (K, N))
+    cdef unsigned char[::1] work = _workspace(
+        fl_matmul_workspace(M, N, K, num_threads, simd, sizeof(real)))
+    cdef int status
+    with nogil:
+        if real is float:
+            status = fl_matmul_f32(&C[0, 0], &A[0, 0], &B[0, 0], M, N, K, trans_a, trans_b,
+                                   num_threads, simd, &work[0])
+        else:
+            status = fl_matmul_f64(&C[0, 0], &A[0, 0], &B[0, 0], M, N, K, trans_a, trans_b,
+                                   num_threads, simd, &work[0])
+    _raise_for(status)
 
 
 # ---- LSTM -----------------------------------------------------------------------------------------

@@ -305,3 +305,25 @@ def gru_cell_backward(dh: Optional[ArrayLike], cache: _GRUCellCache
         out = _core.gru_cell_backward(np.zeros(shape, x.dtype) if dh is None else dh, *cache,
                                       threads, simd)
     return out
+
+
+def _gemm_operand(matrix):
+    """(storage, transposed): a C-contiguous array whose transpose (when `transposed`) or itself is
+    the 2-d `matrix`, copying only when neither is."""
+    if matrix.flags.c_contiguous:
+        return matrix, False
+    if matrix.T.flags.c_contiguous:
+        return matrix.T, True
+    return np.ascontiguousarray(matrix), False
+
+
+@_mirror(reference.matmul)
+def matmul(a: ArrayLike, b: ArrayLike) -> Array:
+    a, b = _validate.matmul_args(a, b)
+    K, N = b.shape
+    rows = a.reshape(-1, K) if a.ndim != 2 else a
+    A, trans_a = _gemm_operand(rows)
+    B, trans_b = _gemm_operand(b)
+    out = np.empty((rows.shape[0], N), a.dtype)
+    _core.matmul(out, A, B, trans_a, trans_b, *_config.kernel_args())
+    return out.reshape(a.shape[:-1] + (N,))

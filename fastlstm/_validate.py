@@ -50,6 +50,18 @@ def _check_ndim(name, array, symbols):
         )
 
 
+def matmul_args(a, b):
+    """a (..., K) and b (K, N) as arrays of their compute dtype (views where no conversion is
+    needed), or ValueError / TypeError naming the argument."""
+    a, b = _as_array("a", a), _as_array("b", b)
+    dtype = compute_dtype([a, b])
+    if a.ndim < 1:
+        raise ValueError(f"a: expected an array of shape (..., K), got shape {a.shape}")
+    _check_ndim("b", b, "(K, N)")
+    _check_shape("b", b, "(K, N)", (a.shape[-1], b.shape[1]), " (K from a's last axis)")
+    return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+
+
 def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
     """Check and convert the arguments of a forward pass.
 

@@ -52,6 +52,7 @@ __all__ = [
     "gru_cell_backward",
     "gru_forward",
     "gru_backward",
+    "matmul",
 ]
 
 
@@ -651,3 +652,39 @@ def gru_backward(dhs, dh_T, cache):
     dU = k.hs_ext[:T].reshape(T * B, H).T @ dzh
     db = np.stack([dzx.sum(axis=0), dzh.sum(axis=0)])
     return (dzx @ k.W.T).reshape(T, B, I), dh.copy(), dW, dU, db
+
+
+# ---- the matrix product of a training loop --------------------------------------------------------
+
+
+def matmul(a, b):
+    """The matrix product ``a @ b`` of a (..., K) and b (K, N), in their promoted float dtype.
+
+    For the other products of a training loop around the recurrent functions: a read-out
+    ``hs @ V``, its gradients ``hs^T @ error`` and ``error @ V^T``. fastlstm computes it with its
+    own matrix kernels and threads (any layout; transposed views are read as they are), so that,
+    unlike NumPy's ``@``, it never wakes the threads of NumPy's BLAS, which spin for a while after
+    each product and take the cores that fastlstm's passes need. The reference computes ``a @ b``.
+
+    Parameters
+    ----------
+    a : array_like, (..., K)
+    b : array_like, (K, N)
+
+    Returns
+    -------
+    numpy.ndarray, (..., N)
+        A new C-contiguous array, float32 or float64 as the arguments promote.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlstm import reference as lstm
+    >>> hs = np.ones((5, 4, 3)); V = np.full((3, 2), 0.5)        # (T, B, H) and (H, O)
+    >>> lstm.matmul(hs, V).shape, float(lstm.matmul(hs, V)[0, 0, 0])
+    ((5, 4, 2), 1.5)
+    >>> lstm.matmul(hs.reshape(-1, 3).T, np.ones((20, 2))).shape    # hs^T @ error: (H, O)
+    (3, 2)
+    """
+    a, b = _validate.matmul_args(a, b)
+    return np.ascontiguousarray(a @ b)

@@ -29,12 +29,13 @@ This module does not differentiate anything automatically: each piece has its ow
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from .layers import _float_dtype, _positive_int
+from .layers import _default_backend, _float_dtype, _positive_int
 
 __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
            "SGD", "Adam"]
@@ -195,7 +196,10 @@ class Linear:
     The read-out of a recurrent layer: per time step and batch row, from the H hidden units to K
     scores or values. ``params`` and ``grads`` are dicts with the same keys, ``W`` (I, O) and ``b``
     (O,), initialised uniform in +-1/sqrt(I) like ``torch.nn.Linear``. As in the recurrent layers,
-    ``backward`` adds into ``grads`` until ``zero_grad()``.
+    ``backward`` adds into ``grads`` until ``zero_grad()``. Its products are the backend's
+    ``matmul``: fastlstm's by default, whose kernels and threads are those of the recurrent passes,
+    so that a training step of fastlstm's pieces never wakes the threads of NumPy's BLAS (see
+    ``fastlstm.matmul``).
 
     Parameters
     ----------
@@ -204,6 +208,8 @@ class Linear:
     dtype : "float32" or "float64"
     seed : int, numpy.random.Generator or None
         For ``np.random.default_rng``.
+    backend : module or None
+        ``fastlstm`` (None) or ``fastlstm.reference`` (NumPy's ``@``), as for the recurrent layers.
 
     Shapes
     ------
@@ -221,7 +227,7 @@ class Linear:
     """
 
     def __init__(self, in_features: int, out_features: int, dtype: DTypeLike = "float32",
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, backend: Optional[ModuleType] = None) -> None:
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         self.dtype = _float_dtype(dtype)
@@ -232,6 +238,7 @@ class Linear:
             "b": rng.uniform(-k, k, self.out_features).astype(self.dtype),
         }
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.backend = _default_backend() if backend is None else backend
         self._x = None
 
     def __repr__(self):
@@ -243,7 +250,9 @@ class Linear:
     def forward(self, x: ArrayLike) -> np.ndarray:
         """y (..., O) = x (..., I) @ W + b; keeps x for the backward."""
         self._x = _last_axis("x", x, "I", self.in_features, self.dtype)
-        return self._x @ self.params["W"] + self.params["b"]
+        y = self.backend.matmul(self._x, self.params["W"])
+        y += self.params["b"]
+        return y
 
     def backward(self, dy: ArrayLike) -> np.ndarray:
         """Adds dW = x^T dy and db = sum(dy) into ``grads``; returns dx (..., I) = dy @ W^T."""
@@ -255,9 +264,9 @@ class Linear:
             raise ValueError(f"dy: expected shape {x.shape[:-1] + (self.out_features,)} "
                              f"(x's leading axes), got {dy.shape}")
         x2, dy2 = x.reshape(-1, self.in_features), dy.reshape(-1, self.out_features)
-        self.grads["W"] += x2.T @ dy2
+        self.grads["W"] += self.backend.matmul(x2.T, dy2)
         self.grads["b"] += dy2.sum(axis=0)
-        return dy @ self.params["W"].T
+        return self.backend.matmul(dy, self.params["W"].T)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero, in place."""

@@ -529,3 +529,60 @@ def test_lengths_equal_torch_packed_sequences(rng, kind, module):
     out_names, grad_names = names(kind)
     for name, a, e in zip(out_names + grad_names, got, expected):
         np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+# ---- matmul: the products of a training loop, on fastlstm's GEMM -----------------------------------
+
+@pytest.mark.parametrize("shapes", [((5, 4, 3), (3, 2)), ((1, 1), (1, 1)), ((0, 7), (7, 3)),
+                                    ((6, 0), (0, 4)), ((7,), (7, 5)), ((3, 0), (0, 0)),
+                                    ((300, 257), (257, 129)), ((2, 33, 65), (65, 17))])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_matches_numpy(rng, shapes, dtype, simd):
+    a = rng.standard_normal(shapes[0]).astype(dtype)
+    b = rng.standard_normal(shapes[1]).astype(dtype)
+    for module in (fastlstm, fastlstm.reference):
+        got = module.matmul(a, b)
+        assert got.shape == (a @ b).shape and got.dtype == dtype and got.flags.c_contiguous
+        assert_close(got, a @ b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_reads_any_layout(rng, dtype):
+    """Transposed views (the gradients' x^T @ dy and dy @ W^T), strided views and read-only
+    arrays give NumPy's product; none is modified."""
+    x = rng.standard_normal((150, 70)).astype(dtype)
+    dy = rng.standard_normal((150, 40)).astype(dtype)
+    W = rng.standard_normal((70, 40)).astype(dtype)
+    W.flags.writeable = False
+    before = [x.copy(), dy.copy(), W.copy()]
+    for a, b in [(x.T, dy), (dy, W.T), (x[::2], W), (x[:, ::3], W[::3]), (x.T[:, ::2], dy[::2])]:
+        assert_close(fastlstm.matmul(a, b), a @ b)
+    for array, copy in zip((x, dy, W), before):
+        np.testing.assert_array_equal(array, copy)
+
+
+def test_matmul_promotes_and_checks(rng):
+    a32 = rng.standard_normal((4, 3)).astype(np.float32)
+    assert fastlstm.matmul(a32, np.ones((3, 2), np.float32)).dtype == np.float32
+    assert fastlstm.matmul(a32, np.ones((3, 2))).dtype == np.float64
+    assert fastlstm.matmul(np.ones((4, 3), int), np.ones((3, 2), int)).dtype == np.float64
+    with pytest.raises(ValueError, match=r"b: expected shape \(K, N\) = \(3, 2\)"):
+        fastlstm.matmul(a32, np.ones((5, 2)))
+    with pytest.raises(ValueError, match="b: expected a 2-d array"):
+        fastlstm.matmul(a32, np.ones(3))
+    with pytest.raises(ValueError, match=r"a: expected an array of shape \(\.\.\., K\)"):
+        fastlstm.matmul(np.float32(1), np.ones((1, 2)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fastlstm.matmul(a32.astype(complex), np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_bitwise_identical_for_any_thread_count(rng, dtype):
+    a = rng.standard_normal((517, 301)).astype(dtype)
+    b = rng.standard_normal((301, 203)).astype(dtype)
+    results = []
+    for n in (1, 2, 3):
+        with fastlstm.num_threads(n):
+            results += [fastlstm.matmul(a, b), fastlstm.matmul(a.T.copy().T, b)]
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
