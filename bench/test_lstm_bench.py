@@ -63,18 +63,20 @@ def test_layer(benchmark, dtype, threads, spec, contender, pass_):
     bench.check_close(result, expected, dtype, f"layer {contender} {pass_}")
 
 
-@pytest.mark.parametrize("module", ["fastlstm", "reference"])
+@pytest.mark.parametrize("contender", ["fastlstm", "fastlstm + matmul", "reference"])
 @pytest.mark.parametrize("spec", bench.LOOPS, ids=lambda s: "T{}-B{}-I{}-H{}-O{}".format(*s))
-def test_training_loop(benchmark, dtype, threads, spec, module):
+def test_training_loop(benchmark, dtype, threads, spec, contender):
     """A step of a plain NumPy training loop (forward, read-out, loss gradient, backward, SGD) with
-    NumPy's BLAS at its defaults and nothing settled before it: as a user's script meets it. Each
-    step's loss is checked against the reference loop's at the same step."""
+    NumPy's BLAS at its defaults and nothing settled before it: as a user's script meets it; the
+    read-out's products by NumPy's @ or, for "fastlstm + matmul", by fastlstm.matmul. Each step's
+    loss is checked against the reference loop's at the same step."""
     import numpy as np
 
     import fastlstm
 
-    modules = {"fastlstm": fastlstm, "reference": fastlstm.reference}
-    step = bench.make_training_step(modules[module], spec, dtype)
+    module = fastlstm.reference if contender == "reference" else fastlstm
+    product = fastlstm.matmul if contender.endswith("matmul") else np.matmul
+    step = bench.make_training_step(module, spec, dtype, product=product)
     twin = bench.make_training_step(fastlstm.reference, spec, dtype)
     benchmark.group = "training loop T={} B={} I={} H={} O={}".format(*spec)
     losses = []

@@ -448,14 +448,21 @@ def blas_threads(n):
 # the training-loop table: (T, B, I, H, O), an LSTM under a linear read-out of O outputs
 LOOPS = [(50, 8, 64, 128, 64), (50, 32, 64, 256, 64), (25, 64, 256, 512, 64)]
 LOOP_STEPS = 4  # timed training steps of each contender per round
+# the ratios of the training-loop table: speed-ups over the reference, then fastlstm's time against
+# its time with NumPy's BLAS on one thread (when threadpoolctl is there to set that)
+LOOP_RATIOS = [("reference", "fastlstm"), ("reference", "fastlstm + matmul"),
+               ("fastlstm", "fastlstm, 1 BLAS thread"),
+               ("fastlstm + matmul", "fastlstm, 1 BLAS thread")]
 
 
-def make_training_step(module, spec, dtype="float32", seed=0):
+def make_training_step(module, spec, dtype="float32", seed=0, product=np.matmul):
     """One step of a plain NumPy training loop around `module`'s LSTM (fastlstm or the reference).
 
-    The step a user writes: ``lstm_forward``, a NumPy read-out ``hs @ V``, the mean squared error's
+    The step a user writes: ``lstm_forward``, a read-out ``hs @ V``, the mean squared error's
     gradient, ``lstm_backward``, the read-out's gradient and an SGD update of every parameter in
-    place. Returns ``step() -> loss``; the same seed gives each module the same problem.
+    place. The read-out's three products are `product`: NumPy's ``@`` by default, or
+    ``fastlstm.matmul``. Returns ``step() -> loss``; the same seed gives each module the same
+    problem.
     """
     T, B, I, H, O = spec
     rng = np.random.default_rng(seed)
@@ -470,9 +477,9 @@ def make_training_step(module, spec, dtype="float32", seed=0):
 
     def step():
         hs, _, _, cache = module.lstm_forward(xs, None, None, W, U, b)
-        error = hs @ V - targets                                         # (T, B, O)
-        dxs, _, _, dW, dU, db = module.lstm_backward(error @ V.T, None, None, cache)
-        dV = hs.reshape(-1, H).T @ error.reshape(-1, O)
+        error = product(hs, V) - targets                                 # (T, B, O)
+        dxs, _, _, dW, dU, db = module.lstm_backward(product(error, V.T), None, None, cache)
+        dV = product(hs.reshape(-1, H).T, error.reshape(-1, O))
         for param, grad in ((W, dW), (U, dU), (b, db), (V, dV)):
             param -= lr * grad
         return float(np.mean(error**2))
@@ -494,12 +501,18 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS):
 
     Nothing is warmed up or settled between contenders: each round runs `steps` training steps of
     each in turn, as one script would, so each sees the threads the other left spinning (NumPy's
-    BLAS at its default thread count). With threadpoolctl, a third contender is fastlstm with the
-    BLAS on one thread, the case without that interference. Returns the record: every step time of
-    each contender in ms, and per round the ratios of the contenders' median step times.
+    BLAS at its default thread count). A third contender computes the read-out of fastlstm's loop
+    with ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain
+    loop with the BLAS on one thread. Returns the record: every step time of each contender in ms,
+    and per round the ratios of the contenders' median step times.
     """
-    contenders = {"fastlstm": (make_training_step(fastlstm, spec, dtype), contextlib.nullcontext),
-                  "reference": (make_training_step(reference, spec, dtype), contextlib.nullcontext)}
+    plain = contextlib.nullcontext
+    contenders = {
+        "fastlstm": (make_training_step(fastlstm, spec, dtype), plain),
+        "reference": (make_training_step(reference, spec, dtype), plain),
+        "fastlstm + matmul": (make_training_step(fastlstm, spec, dtype, product=fastlstm.matmul),
+                              plain),
+    }
     limit = _one_blas_thread()
     if limit is not None:
         contenders["fastlstm, 1 BLAS thread"] = (make_training_step(fastlstm, spec, dtype), limit)
@@ -516,8 +529,9 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS):
               for name, times in ms.items()}
     T, B, I, H, O = spec
     return {"T": T, "B": B, "I": I, "H": H, "O": O, "steps_per_round": steps, "step_ms": ms,
-            "ratio_per_round": {f"{name} / fastlstm": list(rounds[name] / rounds["fastlstm"])
-                                for name in contenders if name != "fastlstm"}}
+            "ratio_per_round": {f"{top} / {bottom}": list(rounds[top] / rounds[bottom])
+                                for top, bottom in LOOP_RATIOS
+                                if top in rounds and bottom in rounds}}
 
 
 def flops_forward(shape):
@@ -810,7 +824,8 @@ def format_loop_table(records, repeat):
     note = ("" if "fastlstm, 1 BLAS thread" in names else
             "; install threadpoolctl for the column with NumPy's BLAS on one thread")
     return ("A NumPy training loop: lstm_forward, a read-out hs @ V, the mean squared error's "
-            "gradient, lstm_backward, SGD.\n"
+            "gradient, lstm_backward, SGD (fastlstm + matmul: the read-out's products by "
+            "fastlstm.matmul).\n"
             f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
             f"turn, nothing settled between them; median [min-max]{note}\n"
             + _format_table(columns, rows))

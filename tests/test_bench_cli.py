@@ -62,6 +62,7 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     steps = 2 * loop["steps_per_round"]
     assert all(len(ms) == steps and min(ms) > 0 for ms in loop["step_ms"].values())
     assert len(loop["ratio_per_round"]["reference / fastlstm"]) == 2
+    assert len(loop["ratio_per_round"]["reference / fastlstm + matmul"]) == 2
 
 
 def test_bench_rejects_bad_shapes():
