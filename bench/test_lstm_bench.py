@@ -67,7 +67,7 @@ def test_layer(benchmark, dtype, threads, spec, contender, pass_):
 @pytest.mark.parametrize("spec", bench.LOOPS, ids=lambda s: "T{}-B{}-I{}-H{}-O{}".format(*s))
 def test_training_loop(benchmark, dtype, threads, spec, contender):
     """A step of a plain NumPy training loop (forward, read-out, loss gradient, backward, SGD) with
-    NumPy's BLAS at its defaults and nothing settled before it: as a user's script meets it; the
+    NumPy's BLAS at its defaults, each step timed as a user's script meets it; the
     read-out's products by NumPy's @ or, for "fastlstm + matmul", by fastlstm.matmul. Each step's
     loss is checked against the reference loop's at the same step."""
     import numpy as np

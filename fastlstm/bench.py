@@ -19,9 +19,10 @@ against the same layer on the reference's functions and the equivalent torch mod
 
 A fourth table times a NumPy training loop around fastlstm and around the reference: the step a
 user writes (forward, a NumPy read-out, the loss gradient, backward, an SGD update) with NumPy's BLAS
-at its defaults and nothing settled between the contenders, so that each meets the threads the other
-leaves spinning, as in a real script. There the median and the spread of the step times are
-reported, and the ratio of the contenders' median step times round by round.
+at its defaults. Each contender's timed steps follow 0.2 s of its own steps (not of the others'), so
+they meet what a script looping over them meets: the BLAS's workers, which spin after each product
+of the read-out. There the median and the spread of the step times are reported, and the ratios of
+the contenders' median step times round by round.
 
 A second table times a user's own step loop (the drop-in cell): T calls of ``lstm_cell_forward``,
 then for the backward T calls of ``lstm_cell_backward`` that carry dh and dc back and sum dW, dU, db,
@@ -496,12 +497,13 @@ def _one_blas_thread():
     return lambda: threadpool_limits(limits=1, user_api="blas")
 
 
-def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS):
+def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=SETTLE_SECONDS):
     """Time a NumPy training loop (:func:`make_training_step`) around fastlstm and the reference.
 
-    Nothing is warmed up or settled between contenders: each round runs `steps` training steps of
-    each in turn, as one script would, so each sees the threads the other left spinning (NumPy's
-    BLAS at its default thread count). A third contender computes the read-out of fastlstm's loop
+    NumPy's BLAS keeps its default thread count. Each round times `steps` training steps of each
+    contender in turn, each after `settle` seconds of its own untimed steps: long enough that the
+    threads the previous contender left spinning have stopped, so that each contender meets what
+    its own loop leaves spinning, as a script looping over it does. A third contender computes the read-out of fastlstm's loop
     with ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain
     loop with the BLAS on one thread. Returns the record: every step time of each contender in ms,
     and per round the ratios of the contenders' median step times.
@@ -521,6 +523,9 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS):
         for _ in range(repeat):
             for name, (step, context) in contenders.items():
                 with context():
+                    end = time.perf_counter() + settle
+                    while time.perf_counter() < end:
+                        step()
                     for _ in range(steps):
                         start = time.perf_counter()
                         step()
@@ -827,7 +832,7 @@ def format_loop_table(records, repeat):
             "gradient, lstm_backward, SGD (fastlstm + matmul: the read-out's products by "
             "fastlstm.matmul).\n"
             f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
-            f"turn, nothing settled between them; median [min-max]{note}\n"
+            f"turn, each after {SETTLE_SECONDS} s of its own untimed steps; median [min-max]{note}\n"
             + _format_table(columns, rows))
 
 
