@@ -27,10 +27,10 @@ def train(lstm, steps, seed=0, T=50, B=32, H=64, lr=0.5):
         signal = np.sin(0.3 * t + phase) + 0.05 * rng.standard_normal((T + 1, B, 1))
         xs, targets = signal[:-1], signal[1:]
         hs, _, _, cache = lstm.lstm_forward(xs, None, None, W, U, b)
-        error = hs @ V - targets
+        error = lstm.matmul(hs, V) - targets
         losses.append(float(np.mean(error**2)))
-        _, _, _, dW, dU, db = lstm.lstm_backward(error @ V.T, None, None, cache)
-        dV = np.einsum("tbh,tbo->ho", hs, error)
+        _, _, _, dW, dU, db = lstm.lstm_backward(lstm.matmul(error, V.T), None, None, cache)
+        dV = lstm.matmul(hs.reshape(-1, H).T, error.reshape(-1, 1))
         for param, grad in ((W, dW), (U, dU), (b, db), (V, dV)):
             param -= lr * grad / (T * B)
     return losses
