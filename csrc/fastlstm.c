@@ -1,7 +1,7 @@
 /* fastlstm.c - the C layer of fastlstm, one translation unit read top to bottom:
- * threading shim, run-time SIMD selection, register-tile kernels, GEMM, then the LSTM, GRU and RNN
- * passes and the LSTM and RNN cells, each type-generic body instantiated once for float and once for
- * double.
+ * threading shim and shared loops, run-time SIMD selection, register-tile kernels, GEMM, then the
+ * LSTM, GRU and RNN passes, their cells and a plain matrix product, each type-generic body
+ * instantiated once for float and once for double.
  *
  * It does not allocate, print, read the environment or keep state between calls: the caller passes
  * sizes, a thread count, a SIMD level and a workspace (fastlstm.h is the contract).
@@ -79,8 +79,9 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
     } while (0)
 
 /* ---- shared loops: work items claimed by the threads of a team -----------------------------------
- * Every loop of a sequence pass runs its items on the whole team: the steps' (unit groups by row
- * blocks, one loop per time step) and the big products' (tiles and packed panels). They are not
+ * Every loop of a sequence pass (and of matmul.inc's product) runs its items on the whole team: the
+ * steps' (unit groups by row blocks, one loop per time step) and the big products' (tiles and
+ * packed panels). They are not
  * split statically with a barrier after each loop, because a barrier waits for every thread to
  * arrive: a thread that the operating system has descheduled (its core taken by another thread
  * pool's spinning workers, NumPy's BLAS after a product, say) would stall the team for a time slice
