@@ -503,14 +503,14 @@ cdef int _float_type(object a):
 
 
 cdef int _cell_sizes(object x, object U, ptrdiff_t *B, ptrdiff_t *I, ptrdiff_t *H):
-    """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d arrays of it, else -1;
-    sets B, I to x's shape and H to U's rows."""
+    """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d arrays of it and x is
+    C-contiguous (as _fits checks), else -1; sets B, I to x's shape and H to U's rows."""
     cdef int typenum = _float_type(x)
     if typenum < 0 or _float_type(U) != typenum:
         return -1
     B[0], I[0] = cnp.PyArray_DIM(<cnp.ndarray>x, 0), cnp.PyArray_DIM(<cnp.ndarray>x, 1)
     H[0] = cnp.PyArray_DIM(<cnp.ndarray>U, 0)
-    return typenum
+    return typenum if _fits(x, typenum, B[0], I[0]) else -1
 
 
 cdef bint _fits(object a, int typenum, ptrdiff_t rows, ptrdiff_t cols):

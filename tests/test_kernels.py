@@ -586,3 +586,20 @@ def test_matmul_bitwise_identical_for_any_thread_count(rng, dtype):
             results += [fastlstm.matmul(a, b), fastlstm.matmul(a.T.copy().T, b)]
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cell_reads_a_strided_x(rng, kind, dtype):
+    """x as a user's loop slices it from a batch-major sequence (x[:, t]), or in Fortran order: the
+    cell's fast path must not read it as if it were C-contiguous."""
+    p = make_sequence_problem(rng, kind, 4, 5, 7, 6, dtype=dtype)
+    batch_major = np.ascontiguousarray(p["xs"].transpose(1, 0, 2))     # (B, T, I)
+    states = [p[s] for s in SEQUENCE_STATES[kind]]
+    forward = f"{kind}_cell_forward"
+    for x in (batch_major[:, 2], np.asfortranarray(p["xs"][2])):
+        assert not x.flags.c_contiguous
+        got = getattr(fastlstm, forward)(x, *states, p["W"], p["U"], p["b"])
+        want = getattr(ref, forward)(np.ascontiguousarray(x), *states, p["W"], p["U"], p["b"])
+        for g, w in zip(got[:-1], want[:-1]):
+            assert_close(g, w)
