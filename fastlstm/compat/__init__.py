@@ -1,0 +1,12 @@
+"""Drop-ins for the NumPy RNN/LSTM code people already have.
+
+Each module has the names, signatures, shapes, gate order, dtypes and return values of one widely
+used NumPy implementation, and computes with fastlstm's C kernels, so that changing one import
+speeds up existing code:
+
+- :mod:`fastlstm.compat.cs231n`: Stanford CS231n's ``rnn_layers.py`` (batch-major, gate blocks
+  i, f, o, g, no initial cell state).
+
+Caches are opaque and travel only between a module's own functions. Results equal those
+conventions' own equations to float tolerance, in float32 and float64.
+"""

@@ -1,0 +1,393 @@
+"""fastlstm.compat against plain NumPy implementations of each convention's own equations.
+
+The references below are written here from the conventions' equations, one Python step at a time
+as those sources do, and are themselves checked by finite differences (float64). The compat modules
+must then give every output and gradient to 1e-10 in float64 and 1e-5 in float32.
+"""
+import doctest
+
+import numpy as np
+import pytest
+
+from fastlstm.compat import cs231n
+
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
+SHAPES = [  # N, T, D, H
+    (1, 1, 1, 1), (2, 3, 4, 3), (3, 5, 7, 17), (1, 4, 17, 5), (4, 2, 3, 3),
+]
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def assert_same(actual, expected, dtype, names):
+    assert len(actual) == len(expected) == len(names)
+    for a, e, name in zip(actual, expected, names):
+        assert a.dtype == dtype, f"{name}: dtype {a.dtype}, expected {np.dtype(dtype)}"
+        assert a.shape == e.shape, f"{name}: shape {a.shape}, expected {e.shape}"
+        np.testing.assert_allclose(a, e, **TOL[dtype], err_msg=name)
+
+
+def numeric_gradient(f, array, index, eps=1e-6):
+    """Central difference of the scalar f() with respect to array[index] (array changed in place
+    and restored)."""
+    saved = array[index]
+    array[index] = saved + eps
+    plus = f()
+    array[index] = saved - eps
+    minus = f()
+    array[index] = saved
+    return (plus - minus) / (2 * eps)
+
+
+def check_by_finite_differences(rng, loss, arrays, grads, samples=4):
+    """grads[k] must be d loss() / d arrays[k] at `samples` random elements of each array."""
+    for name, array in arrays.items():
+        for _ in range(samples):
+            index = tuple(rng.integers(0, n) for n in array.shape)
+            numeric = numeric_gradient(loss, array, index)
+            np.testing.assert_allclose(grads[name][index], numeric, rtol=1e-5, atol=1e-7,
+                                       err_msg=f"d{name}{list(index)}")
+
+
+# ---- CS231n's equations: batch-major, gate blocks i, f, o, g, one step at a time -----------------
+
+def ref_rnn_step_forward(x, prev_h, Wx, Wh, b):
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def ref_rnn_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h ** 2)
+    return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+def ref_rnn_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    h, caches, prev = np.zeros((N, T, Wh.shape[0])), [], h0
+    for t in range(T):
+        prev, cache = ref_rnn_step_forward(x[:, t], prev, Wx, Wh, b)
+        h[:, t] = prev
+        caches.append(cache)
+    return h, caches
+
+
+def ref_rnn_backward(dh, caches):
+    N, T, H = dh.shape
+    dx = np.zeros((N, T, caches[0][0].shape[1]))
+    dWx, dWh, db = (np.zeros_like(a) for a in (caches[0][2], caches[0][3], caches[0][3][0]))
+    dprev = np.zeros((N, H))
+    for t in reversed(range(T)):
+        dx[:, t], dprev, dWx_t, dWh_t, db_t = ref_rnn_step_backward(dh[:, t] + dprev, caches[t])
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev, dWx, dWh, db
+
+
+def ref_lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o, g = (sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]),
+                  np.tanh(a[:, 3 * H:]))
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def ref_lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    tanh_c = np.tanh(next_c)
+    dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)
+    da = np.concatenate([dc * g * i * (1 - i), dc * prev_c * f * (1 - f),
+                         dnext_h * tanh_c * o * (1 - o), dc * i * (1 - g ** 2)], axis=1)
+    return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+
+
+def ref_lstm_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    h, caches, prev_h, prev_c = np.zeros((N, T, Wh.shape[0])), [], h0, np.zeros_like(h0)
+    for t in range(T):
+        prev_h, prev_c, cache = ref_lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        caches.append(cache)
+    return h, caches
+
+
+def ref_lstm_backward(dh, caches):
+    N, T, H = dh.shape
+    dx = np.zeros((N, T, caches[0][0].shape[1]))
+    dWx, dWh, db = (np.zeros_like(a) for a in (caches[0][3], caches[0][4], caches[0][4][0]))
+    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = ref_lstm_step_backward(
+            dh[:, t] + dprev_h, dprev_c, caches[t])
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+def cs231n_problem(rng, N, T, D, H, gates, dtype=np.float64):
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    k = 1 / np.sqrt(H)
+    return dict(x=normal(N, T, D), h0=normal(N, H), c0=normal(N, H),
+                Wx=normal(D, gates * H, scale=k),
+                Wh=normal(H, gates * H, scale=k), b=normal(gates * H, scale=k),
+                dh=normal(N, T, H), dc=normal(N, H))
+
+
+def in_float64(p, *names):
+    return [p[n].astype(np.float64) for n in names]
+
+
+# ---- the references, by finite differences -------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_cs231n_reference_steps_by_finite_differences(rng, kind):
+    p = cs231n_problem(rng, 3, 1, 4, 5, gates=4 if kind == "lstm" else 1)
+    x, h, c, Wx, Wh, b, dh, dc = (p[n] for n in ("x", "h0", "c0", "Wx", "Wh", "b", "dh", "dc"))
+    x = x[:, 0].copy()
+    dh = dh[:, 0].copy()
+    arrays = dict(x=x, prev_h=h, Wx=Wx, Wh=Wh, b=b)
+    if kind == "rnn":
+        def loss():
+            return np.sum(ref_rnn_step_forward(x, h, Wx, Wh, b)[0] * dh)
+        grads = ref_rnn_step_backward(dh, ref_rnn_step_forward(x, h, Wx, Wh, b)[1])
+        names = ["x", "prev_h", "Wx", "Wh", "b"]
+    else:
+        arrays["prev_c"] = c
+
+        def loss():
+            next_h, next_c, _ = ref_lstm_step_forward(x, h, c, Wx, Wh, b)
+            return np.sum(next_h * dh) + np.sum(next_c * dc)
+        grads = ref_lstm_step_backward(dh, dc, ref_lstm_step_forward(x, h, c, Wx, Wh, b)[2])
+        names = ["x", "prev_h", "prev_c", "Wx", "Wh", "b"]
+    check_by_finite_differences(rng, loss, arrays, dict(zip(names, grads)))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_cs231n_reference_sequences_by_finite_differences(rng, kind):
+    p = cs231n_problem(rng, 2, 4, 3, 5, gates=4 if kind == "lstm" else 1)
+    forward, backward = ((ref_rnn_forward, ref_rnn_backward) if kind == "rnn"
+                         else (ref_lstm_forward, ref_lstm_backward))
+    args = [p[n] for n in ("x", "h0", "Wx", "Wh", "b")]
+
+    def loss():
+        return np.sum(forward(*args)[0] * p["dh"])
+    grads = backward(p["dh"], forward(*args)[1])
+    names = ["x", "h0", "Wx", "Wh", "b"]
+    check_by_finite_differences(rng, loss, dict(zip(names, args)), dict(zip(names, grads)))
+
+
+# ---- fastlstm.compat.cs231n against the reference ------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N, T, D, H", SHAPES)
+def test_cs231n_rnn(rng, N, T, D, H, dtype):
+    p = cs231n_problem(rng, N, T, D, H, gates=1, dtype=dtype)
+    h, cache = cs231n.rnn_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    grads = cs231n.rnn_backward(p["dh"], cache)
+    h_ref, caches = ref_rnn_forward(*in_float64(p, "x", "h0", "Wx", "Wh", "b"))
+    grads_ref = ref_rnn_backward(p["dh"].astype(np.float64), caches)
+    assert_same((h,) + grads, (h_ref,) + grads_ref, dtype, ["h", "dx", "dh0", "dWx", "dWh", "db"])
+
+    next_h, cache = cs231n.rnn_step_forward(p["x"][:, 0], p["h0"], p["Wx"], p["Wh"], p["b"])
+    grads = cs231n.rnn_step_backward(p["dh"][:, 0], cache)
+    x0, h0, Wx, Wh, b, dh0 = (a.astype(np.float64) for a in (p["x"][:, 0], p["h0"], p["Wx"],
+                                                             p["Wh"], p["b"], p["dh"][:, 0]))
+    next_h_ref, cache_ref = ref_rnn_step_forward(x0, h0, Wx, Wh, b)
+    assert_same((next_h,) + grads, (next_h_ref,) + ref_rnn_step_backward(dh0, cache_ref), dtype,
+                ["next_h", "dx", "dprev_h", "dWx", "dWh", "db"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N, T, D, H", SHAPES)
+def test_cs231n_lstm(rng, N, T, D, H, dtype):
+    p = cs231n_problem(rng, N, T, D, H, gates=4, dtype=dtype)
+    h, cache = cs231n.lstm_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    grads = cs231n.lstm_backward(p["dh"], cache)
+    h_ref, caches = ref_lstm_forward(*in_float64(p, "x", "h0", "Wx", "Wh", "b"))
+    grads_ref = ref_lstm_backward(p["dh"].astype(np.float64), caches)
+    assert_same((h,) + grads, (h_ref,) + grads_ref, dtype, ["h", "dx", "dh0", "dWx", "dWh", "db"])
+
+    x0, h0, c0, Wx, Wh, b, dh0, dc = (
+        p["x"][:, 0], p["h0"], p["c0"], p["Wx"], p["Wh"], p["b"], p["dh"][:, 0], p["dc"])
+    next_h, next_c, cache = cs231n.lstm_step_forward(x0, h0, c0, Wx, Wh, b)
+    grads = cs231n.lstm_step_backward(dh0, dc, cache)
+    as64 = [a.astype(np.float64) for a in (x0, h0, c0, Wx, Wh, b, dh0, dc)]
+    next_h_ref, next_c_ref, cache_ref = ref_lstm_step_forward(*as64[:6])
+    assert_same((next_h, next_c) + grads,
+                (next_h_ref, next_c_ref) + ref_lstm_step_backward(*as64[6:], cache_ref), dtype,
+                ["next_h", "next_c", "dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_cs231n_steps_chained_equal_the_sequence(rng, kind):
+    """The module's own caches, passed step by step as CS231n's loops pass them, give the whole-
+    sequence results."""
+    N, T, D, H = 3, 4, 5, 6
+    p = cs231n_problem(rng, N, T, D, H, gates=4 if kind == "lstm" else 1)
+    h_seq, cache = getattr(cs231n, f"{kind}_forward")(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    seq_grads = getattr(cs231n, f"{kind}_backward")(p["dh"], cache)
+
+    prev_h, prev_c, caches, hs = p["h0"], np.zeros((N, H)), [], []
+    for t in range(T):
+        if kind == "lstm":
+            prev_h, prev_c, step_cache = cs231n.lstm_step_forward(
+                p["x"][:, t], prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
+        else:
+            prev_h, step_cache = cs231n.rnn_step_forward(p["x"][:, t], prev_h, p["Wx"], p["Wh"],
+                                                         p["b"])
+        hs.append(prev_h)
+        caches.append(step_cache)
+    np.testing.assert_allclose(np.stack(hs, axis=1), h_seq, **TOL[np.float64])
+
+    dx, dprev_h, dprev_c = np.zeros((N, T, D)), np.zeros((N, H)), np.zeros((N, H))
+    dW = [0, 0, 0]
+    for t in reversed(range(T)):
+        if kind == "lstm":
+            dx[:, t], dprev_h, dprev_c, *dW_t = cs231n.lstm_step_backward(
+                p["dh"][:, t] + dprev_h, dprev_c, caches[t])
+        else:
+            dx[:, t], dprev_h, *dW_t = cs231n.rnn_step_backward(p["dh"][:, t] + dprev_h, caches[t])
+        dW = [a + b for a, b in zip(dW, dW_t)]
+    for name, a, e in zip(["dx", "dh0", "dWx", "dWh", "db"], [dx, dprev_h, *dW], seq_grads):
+        np.testing.assert_allclose(a, e, **TOL[np.float64], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_cs231n_weights_changed_in_place_are_seen(rng, kind):
+    """An optimizer's in-place update between calls changes the next call's results."""
+    p = cs231n_problem(rng, 2, 3, 4, 5, gates=4 if kind == "lstm" else 1)
+    forward, backward = getattr(cs231n, f"{kind}_forward"), getattr(cs231n, f"{kind}_backward")
+    reference = ref_lstm_forward if kind == "lstm" else ref_rnn_forward
+    Wx, Wh, b = p["Wx"], p["Wh"], p["b"]
+    for _ in range(3):
+        h, cache = forward(p["x"], p["h0"], Wx, Wh, b)
+        np.testing.assert_allclose(h, reference(p["x"], p["h0"], Wx, Wh, b)[0], **TOL[np.float64])
+        _, _, dWx, dWh, db = backward(p["dh"], cache)
+        for param, grad in ((Wx, dWx), (Wh, dWh), (b, db)):
+            param -= 0.1 * grad
+        # a step function after the update sees it as well
+        step = cs231n.lstm_step_forward if kind == "lstm" else cs231n.rnn_step_forward
+        ref_step = ref_lstm_step_forward if kind == "lstm" else ref_rnn_step_forward
+        states = (p["h0"], p["c0"]) if kind == "lstm" else (p["h0"],)
+        np.testing.assert_allclose(step(p["x"][:, 0], *states, Wx, Wh, b)[0],
+                                   ref_step(p["x"][:, 0], *states, Wx, Wh, b)[0], **TOL[np.float64])
+
+
+def test_cs231n_inputs_are_not_modified_and_layouts_do_not_matter(rng):
+    p = cs231n_problem(rng, 3, 4, 5, 6, gates=4)
+    saved = {k: v.copy() for k, v in p.items()}
+    x_strided = np.asfortranarray(p["x"])
+    Wx_t = np.ascontiguousarray(p["Wx"].T).T  # a transposed view
+    h, cache = cs231n.lstm_forward(x_strided, p["h0"], Wx_t, p["Wh"], p["b"])
+    grads = cs231n.lstm_backward(p["dh"], cache)
+    h_ref, caches = ref_lstm_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    assert_same((h,) + grads, (h_ref,) + ref_lstm_backward(p["dh"], caches), np.float64,
+                ["h", "dx", "dh0", "dWx", "dWh", "db"])
+    for k, v in p.items():
+        np.testing.assert_array_equal(v, saved[k], err_msg=k)
+
+
+def test_cs231n_errors_name_the_argument(rng):
+    p = cs231n_problem(rng, 2, 3, 4, 5, gates=4)
+    expected = r"Wx: expected shape \(D, 4H\) = \(4, 20\), got \(4, 15\)"
+    with pytest.raises(ValueError, match=expected):
+        cs231n.lstm_forward(p["x"], p["h0"], p["Wx"][:, :15], p["Wh"], p["b"])
+    with pytest.raises(ValueError, match=r"h0: expected shape \(N, H\) = \(2, 5\), got \(3, 5\)"):
+        cs231n.lstm_forward(p["x"], np.zeros((3, 5)), p["Wx"], p["Wh"], p["b"])
+    with pytest.raises(ValueError, match=r"x: expected shape \(N, T, D\), got \(2, 4\)"):
+        cs231n.lstm_forward(p["x"][:, 0], p["h0"], p["Wx"], p["Wh"], p["b"])
+    with pytest.raises(ValueError, match=r"prev_c: expected shape \(N, H\) = \(2, 5\)"):
+        cs231n.lstm_step_forward(p["x"][:, 0], p["h0"], p["h0"][:, :2], p["Wx"], p["Wh"], p["b"])
+    _, cache = cs231n.lstm_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    with pytest.raises(ValueError, match=r"dh: expected shape \(N, T, H\) = \(2, 3, 5\)"):
+        cs231n.lstm_backward(p["dh"][:, :2], cache)
+    with pytest.raises(TypeError, match="cache: expected the cache that "
+                                        "fastlstm.compat.cs231n.rnn_forward returned"):
+        cs231n.rnn_backward(p["dh"], cache)
+
+
+# ---- the captioning model's other layers ---------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cs231n_word_embedding(rng, dtype):
+    V, D, N, T = 7, 4, 3, 5
+    W = rng.standard_normal((V, D)).astype(dtype)
+    x = rng.integers(0, V, (N, T))
+    x[0, :2] = 3  # a repeated word: its gradient rows add up
+    out, cache = cs231n.word_embedding_forward(x, W)
+    dout = rng.standard_normal((N, T, D)).astype(dtype)
+    dW = cs231n.word_embedding_backward(dout, cache)
+    expected = np.zeros((V, D))
+    for n in range(N):
+        for t in range(T):
+            expected[x[n, t]] += dout[n, t]
+    assert_same([out, dW], [W[x].astype(np.float64), expected], dtype, ["out", "dW"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cs231n_temporal_affine(rng, dtype):
+    N, T, D, M = 3, 4, 5, 6
+    x, w, b, dout = (rng.standard_normal(s).astype(dtype) for s in [(N, T, D), (D, M), (M,),
+                                                                   (N, T, M)])
+    out, cache = cs231n.temporal_affine_forward(x, w, b)
+    dx, dw, db = cs231n.temporal_affine_backward(dout, cache)
+    x64, w64, b64, d64 = (a.astype(np.float64) for a in (x, w, b, dout))
+    expected = [np.einsum("ntd,dm->ntm", x64, w64) + b64, np.einsum("ntm,dm->ntd", d64, w64),
+                np.einsum("ntd,ntm->dm", x64, d64), d64.sum(axis=(0, 1))]
+    assert_same([out, dx, dw, db], expected, dtype, ["out", "dx", "dw", "db"])
+    if dtype == np.float64:
+        arrays = dict(x=x, w=w, b=b)
+        check_by_finite_differences(
+            rng, lambda: np.sum(cs231n.temporal_affine_forward(x, w, b)[0] * dout), arrays,
+            dict(x=dx, w=dw, b=db))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cs231n_temporal_softmax_loss(rng, dtype):
+    N, T, V = 4, 5, 6
+    x = rng.standard_normal((N, T, V)).astype(dtype)
+    y = rng.integers(0, V, (N, T))
+    mask = rng.random((N, T)) > 0.3
+    loss, dx = cs231n.temporal_softmax_loss(x, y, mask)
+    assert dx.dtype == dtype
+    x64 = x.astype(np.float64)
+    expected = 0.0
+    for n in range(N):
+        for t in range(T):
+            if mask[n, t]:
+                p = np.exp(x64[n, t]) / np.exp(x64[n, t]).sum()
+                expected -= np.log(p[y[n, t]]) / N
+    np.testing.assert_allclose(loss, expected, **TOL[dtype])
+    if dtype == np.float64:
+        check_by_finite_differences(
+            rng, lambda: cs231n.temporal_softmax_loss(x, y, mask)[0], dict(x=x), dict(x=dx),
+            samples=8)
+        assert np.all(dx[~mask] == 0)
+
+
+def test_cs231n_temporal_softmax_loss_is_stable():
+    x = np.array([[[1000.0, 0.0, -1000.0]]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        loss, dx = cs231n.temporal_softmax_loss(x, np.array([[2]]), np.array([[True]]))
+    np.testing.assert_allclose(loss, 2000.0)
+    np.testing.assert_allclose(dx, [[[1.0, 0.0, -1.0]]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cs231n_sigmoid_is_stable(dtype):
+    x = np.array([-1000, -30, -1, 0, 1, 30, 1000], dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        s = cs231n.sigmoid(x)
+    assert s.dtype == dtype
+    np.testing.assert_allclose(s[1:-1], 1 / (1 + np.exp(-x[1:-1].astype(np.float64))), rtol=1e-6)
+    assert s[0] == 0 and s[-1] == 1
+
+
+@pytest.mark.parametrize("module", [cs231n])
+def test_compat_docstring_examples_run(module):
+    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
