@@ -9,7 +9,7 @@ import doctest
 import numpy as np
 import pytest
 
-from fastlstm.compat import cs231n
+from fastlstm.compat import cs231n, karpathy
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 SHAPES = [  # N, T, D, H
@@ -85,23 +85,35 @@ def ref_rnn_backward(dh, caches):
     return dx, dprev, dWx, dWh, db
 
 
-def ref_lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    H = prev_h.shape[1]
-    a = x @ Wx + prev_h @ Wh + b
+def ifog_step(a, prev_c):
+    """The LSTM step from its pre-activations a (B, 4H), gate blocks i, f, o, g (CS231n's and the
+    gist's order): (h, c, (i, f, o, g))."""
+    H = a.shape[1] // 4
     i, f, o, g = (sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]),
                   np.tanh(a[:, 3 * H:]))
-    next_c = f * prev_c + i * g
-    next_h = o * np.tanh(next_c)
-    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+    c = f * prev_c + i * g
+    return o * np.tanh(c), c, (i, f, o, g)
+
+
+def ifog_step_backward(dh, dc_next, gates, prev_c, c):
+    """Backward of ifog_step: (da (B, 4H) in the order i, f, o, g, dprev_c)."""
+    i, f, o, g = gates
+    tanh_c = np.tanh(c)
+    dc = dc_next + dh * o * (1 - tanh_c ** 2)
+    da = np.concatenate([dc * g * i * (1 - i), dc * prev_c * f * (1 - f),
+                         dh * tanh_c * o * (1 - o), dc * i * (1 - g ** 2)], axis=1)
+    return da, dc * f
+
+
+def ref_lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    next_h, next_c, gates = ifog_step(x @ Wx + prev_h @ Wh + b, prev_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, gates, next_c)
 
 
 def ref_lstm_step_backward(dnext_h, dnext_c, cache):
-    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
-    tanh_c = np.tanh(next_c)
-    dc = dnext_c + dnext_h * o * (1 - tanh_c ** 2)
-    da = np.concatenate([dc * g * i * (1 - i), dc * prev_c * f * (1 - f),
-                         dnext_h * tanh_c * o * (1 - o), dc * i * (1 - g ** 2)], axis=1)
-    return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, prev_h.T @ da, da.sum(axis=0)
+    x, prev_h, prev_c, Wx, Wh, gates, next_c = cache
+    da, dprev_c = ifog_step_backward(dnext_h, dnext_c, gates, prev_c, next_c)
+    return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
 def ref_lstm_forward(x, h0, Wx, Wh, b):
@@ -387,7 +399,120 @@ def test_cs231n_sigmoid_is_stable(dtype):
     assert s[0] == 0 and s[-1] == 1
 
 
-@pytest.mark.parametrize("module", [cs231n])
+@pytest.mark.parametrize("module", [cs231n, karpathy])
 def test_compat_docstring_examples_run(module):
     failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+
+# ---- Karpathy's gist: time-major, one WLSTM (bias row, x rows, h rows), gates i, f, o, g -------
+
+def ref_gist_forward(X, WLSTM, c0=None, h0=None):
+    n, b, D = X.shape
+    d = WLSTM.shape[1] // 4
+    prev_c = np.zeros((b, d)) if c0 is None else c0
+    prev_h = np.zeros((b, d)) if h0 is None else h0
+    Hout, steps = np.zeros((n, b, d)), []
+    for t in range(n):
+        Hin = np.concatenate([np.ones((b, 1)), X[t], prev_h], axis=1)
+        Hout[t], c, gates = ifog_step(Hin @ WLSTM, prev_c)
+        steps.append((Hin, gates, prev_c, c))
+        prev_h, prev_c = Hout[t], c
+    return Hout, prev_c, prev_h, (WLSTM, D, steps)
+
+
+def ref_gist_backward(dHout_in, cache, dcn=None, dhn=None):
+    WLSTM, D, steps = cache
+    n, b, d = dHout_in.shape
+    dX, dWLSTM = np.zeros((n, b, D)), np.zeros_like(WLSTM)
+    dh = np.zeros((b, d)) if dhn is None else dhn
+    dc = np.zeros((b, d)) if dcn is None else dcn
+    for t in reversed(range(n)):
+        Hin, gates, prev_c, c = steps[t]
+        dIFOG, dc = ifog_step_backward(dHout_in[t] + dh, dc, gates, prev_c, c)
+        dWLSTM += Hin.T @ dIFOG
+        dHin = dIFOG @ WLSTM.T
+        dX[t], dh = dHin[:, 1:1 + D], dHin[:, 1 + D:]
+    return dX, dWLSTM, dc, dh
+
+
+def gist_problem(rng, n, b, D, d, dtype=np.float64):
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    WLSTM = (normal(1 + D + d, 4 * d) / np.sqrt(D + d)).astype(dtype)
+    return dict(X=normal(n, b, D), WLSTM=WLSTM, c0=normal(b, d), h0=normal(b, d),
+                dHout=normal(n, b, d), dcn=normal(b, d), dhn=normal(b, d))
+
+
+def test_gist_reference_by_finite_differences(rng):
+    p = gist_problem(rng, 4, 2, 3, 5)
+    args = [p["X"], p["WLSTM"], p["c0"], p["h0"]]
+
+    def loss():
+        Hout, cn, hn, _ = ref_gist_forward(*args)
+        return np.sum(Hout * p["dHout"]) + np.sum(cn * p["dcn"]) + np.sum(hn * p["dhn"])
+    grads = ref_gist_backward(p["dHout"], ref_gist_forward(*args)[3], p["dcn"], p["dhn"])
+    names = ["X", "WLSTM", "c0", "h0"]
+    check_by_finite_differences(rng, loss, dict(zip(names, args)), dict(zip(names, grads)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("states", [True, False])
+@pytest.mark.parametrize("N, T, D, H", SHAPES)
+def test_gist(rng, N, T, D, H, states, dtype):
+    p = gist_problem(rng, T, N, D, H, dtype)
+    c0, h0, dcn, dhn = (p[k] if states else None for k in ("c0", "h0", "dcn", "dhn"))
+    Hout, cn, hn, cache = karpathy.LSTM.forward(p["X"], p["WLSTM"], c0, h0)
+    grads = karpathy.LSTM.backward(p["dHout"], cache, dcn, dhn)
+    as64 = [None if a is None else a.astype(np.float64)
+            for a in (p["X"], p["WLSTM"], c0, h0, p["dHout"], dcn, dhn)]
+    *outs_ref, cache_ref = ref_gist_forward(*as64[:4])
+    grads_ref = ref_gist_backward(as64[4], cache_ref, *as64[5:])
+    assert_same((Hout, cn, hn) + grads, tuple(outs_ref) + grads_ref, dtype,
+                ["Hout", "cn", "hn", "dX", "dWLSTM", "dc0", "dh0"])
+
+
+def test_gist_weights_changed_in_place_are_seen(rng):
+    p = gist_problem(rng, 3, 2, 4, 5)
+    WLSTM = p["WLSTM"]
+    for _ in range(3):
+        Hout, _, _, cache = karpathy.LSTM.forward(p["X"], WLSTM)
+        np.testing.assert_allclose(Hout, ref_gist_forward(p["X"], WLSTM)[0], **TOL[np.float64])
+        WLSTM -= 0.1 * karpathy.LSTM.backward(p["dHout"], cache)[1]
+
+
+def test_gist_inputs_are_not_modified(rng):
+    p = gist_problem(rng, 3, 2, 4, 5)
+    saved = {k: v.copy() for k, v in p.items()}
+    _, _, _, cache = karpathy.LSTM.forward(p["X"], p["WLSTM"], p["c0"], p["h0"])
+    karpathy.LSTM.backward(p["dHout"], cache, p["dcn"], p["dhn"])
+    for k, v in p.items():
+        np.testing.assert_array_equal(v, saved[k], err_msg=k)
+
+
+def test_gist_init():
+    np.random.seed(17)
+    WLSTM = karpathy.LSTM.init(30, 20)
+    assert WLSTM.shape == (51, 80) and WLSTM.dtype == np.float64
+    np.testing.assert_array_equal(WLSTM[0], np.r_[np.zeros(20), np.full(20, 3.0), np.zeros(40)])
+    assert abs(WLSTM[1:].std() * np.sqrt(50) - 1) < 0.05
+    np.testing.assert_array_equal(karpathy.LSTM.init(3, 2, fancy_forget_bias_init=0)[0], 0)
+
+
+def test_gist_errors_name_the_argument(rng):
+    p = gist_problem(rng, 3, 2, 4, 5)
+    with pytest.raises(ValueError, match=r"WLSTM: expected shape \(1 \+ input_size \+ d, 4d\) "
+                                         r"with input_size = 4, got \(9, 20\)"):
+        karpathy.LSTM.forward(p["X"], p["WLSTM"][1:])
+    with pytest.raises(ValueError, match=r"h0: expected shape \(b, d\) = \(2, 5\), got \(5,\)"):
+        karpathy.LSTM.forward(p["X"], p["WLSTM"], None, p["h0"][0])
+    _, _, _, cache = karpathy.LSTM.forward(p["X"], p["WLSTM"])
+    with pytest.raises(ValueError, match=r"dcn: expected shape \(b, d\) = \(2, 5\)"):
+        karpathy.LSTM.backward(p["dHout"], cache, dcn=p["dcn"][:1])
+    with pytest.raises(TypeError, match="cache: expected the cache that "
+                                        "fastlstm.compat.karpathy.LSTM.forward returned"):
+        karpathy.LSTM.backward(p["dHout"], cs231n.rnn_forward(
+            np.zeros((2, 3, 4)), np.zeros((2, 5)), np.zeros((4, 5)), np.zeros((5, 5)),
+            np.zeros(5))[1])

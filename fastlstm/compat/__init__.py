@@ -6,6 +6,8 @@ speeds up existing code:
 
 - :mod:`fastlstm.compat.cs231n`: Stanford CS231n's ``rnn_layers.py`` (batch-major, gate blocks
   i, f, o, g, no initial cell state).
+- :mod:`fastlstm.compat.karpathy`: the batched LSTM gist's ``LSTM.init/forward/backward`` (one
+  ``WLSTM`` with a bias row, gate blocks i, f, o, g, time-major).
 
 Caches are opaque and travel only between a module's own functions. Results equal those
 conventions' own equations to float tolerance, in float32 and float64.

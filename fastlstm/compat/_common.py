@@ -70,3 +70,9 @@ def sigmoid(x):
     x = np.asarray(x)
     z = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def sequence_shape(inner):
+    """(T, B, H) of the sequence whose fastlstm cache is `inner` (hs_ext holds h0 and T steps)."""
+    T1, B, H = inner.hs_ext.shape
+    return T1 - 1, B, H

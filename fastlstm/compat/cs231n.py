@@ -26,7 +26,8 @@ are always seen.
 import numpy as np
 
 from .. import _functions as fl
-from ._common import Cache, checked, recurrent_weights, sigmoid, swap_go, unwrap
+from ._common import (Cache, checked, recurrent_weights, sequence_shape, sigmoid, swap_go,
+                      unwrap)
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -61,8 +62,7 @@ def _sequence_args(x, h0, Wx, Wh, b, gates):
 
 def _sequence_gradient(dh, inner):
     """dh (N, T, H), checked against the forward's shapes, as a time-major (T, N, H) view."""
-    T1, N, H = inner.hs_ext.shape  # hs_ext holds h0 and the T steps' states
-    T = T1 - 1
+    T, N, H = sequence_shape(inner)
     return np.swapaxes(checked("dh", dh, "(N, T, H)", (N, T, H)), 0, 1)
 
 
