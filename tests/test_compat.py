@@ -9,7 +9,7 @@ import doctest
 import numpy as np
 import pytest
 
-from fastlstm.compat import cs231n, karpathy
+from fastlstm.compat import cs231n, deeplearning_ai, karpathy
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 SHAPES = [  # N, T, D, H
@@ -399,7 +399,7 @@ def test_cs231n_sigmoid_is_stable(dtype):
     assert s[0] == 0 and s[-1] == 1
 
 
-@pytest.mark.parametrize("module", [cs231n, karpathy])
+@pytest.mark.parametrize("module", [cs231n, deeplearning_ai, karpathy])
 def test_compat_docstring_examples_run(module):
     failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
@@ -516,3 +516,182 @@ def test_gist_errors_name_the_argument(rng):
         karpathy.LSTM.backward(p["dHout"], cs231n.rnn_forward(
             np.zeros((2, 3, 4)), np.zeros((2, 5)), np.zeros((4, 5)), np.zeros((5, 5)),
             np.zeros(5))[1])
+
+
+# ---- deeplearning.ai's notebook: features first, a parameters dict, per-gate weights on [a; x] ---
+
+def dlai_softmax(z):
+    e = np.exp(z - z.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def ref_dlai_rnn_cell_forward(xt, a_prev, p):
+    a_next = np.tanh(p["Wax"] @ xt + p["Waa"] @ a_prev + p["ba"])
+    return a_next, dlai_softmax(p["Wya"] @ a_next + p["by"]), (a_next, a_prev, xt, p)
+
+
+def ref_dlai_rnn_cell_backward(da_next, cache):
+    a_next, a_prev, xt, p = cache
+    dz = da_next * (1 - a_next ** 2)
+    return {"dxt": p["Wax"].T @ dz, "da_prev": p["Waa"].T @ dz, "dWax": dz @ xt.T,
+            "dWaa": dz @ a_prev.T, "dba": dz.sum(axis=1, keepdims=True)}
+
+
+def ref_dlai_lstm_cell_forward(xt, a_prev, c_prev, p):
+    concat = np.concatenate([a_prev, xt])
+    ft, it, ot = (sigmoid(p[f"W{g}"] @ concat + p[f"b{g}"]) for g in "fio")
+    cct = np.tanh(p["Wc"] @ concat + p["bc"])
+    c_next = ft * c_prev + it * cct
+    a_next = ot * np.tanh(c_next)
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, p)
+    return a_next, c_next, dlai_softmax(p["Wy"] @ a_next + p["by"]), cache
+
+
+def ref_dlai_lstm_cell_backward(da_next, dc_next, cache):
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, p = cache
+    n_a = a_next.shape[0]
+    tanh_c = np.tanh(c_next)
+    dc = dc_next + da_next * ot * (1 - tanh_c ** 2)
+    dz = {"o": da_next * tanh_c * ot * (1 - ot), "c": dc * it * (1 - cct ** 2),
+          "i": dc * cct * it * (1 - it), "f": dc * c_prev * ft * (1 - ft)}
+    concat = np.concatenate([a_prev, xt])
+    dconcat = sum(p[f"W{g}"].T @ dz[g] for g in "fico")
+    gradients = {"dxt": dconcat[n_a:], "da_prev": dconcat[:n_a], "dc_prev": dc * ft}
+    for g in "fico":
+        gradients[f"dW{g}"] = dz[g] @ concat.T
+        gradients[f"db{g}"] = dz[g].sum(axis=1, keepdims=True)
+    return gradients
+
+
+def ref_dlai_forward(kind, x, a0, p):
+    """(a, y, c or None, caches) by the notebook's loop over its cell."""
+    n_x, m, T_x = x.shape
+    a, c, ys, caches = [], [], [], []
+    a_prev, c_prev = a0, np.zeros_like(a0)
+    for t in range(T_x):
+        if kind == "lstm":
+            a_prev, c_prev, yt, cache = ref_dlai_lstm_cell_forward(x[:, :, t], a_prev, c_prev, p)
+        else:
+            a_prev, yt, cache = ref_dlai_rnn_cell_forward(x[:, :, t], a_prev, p)
+        a.append(a_prev), c.append(c_prev), ys.append(yt), caches.append(cache)
+    stack = (lambda arrays: np.stack(arrays, axis=-1))
+    return stack(a), stack(ys), stack(c) if kind == "lstm" else None, caches
+
+
+def ref_dlai_backward(kind, da, caches):
+    n_a, m, T_x = da.shape
+    da_prev, dc_prev, dx, total = np.zeros((n_a, m)), np.zeros((n_a, m)), [], {}
+    for t in reversed(range(T_x)):
+        if kind == "lstm":
+            g = ref_dlai_lstm_cell_backward(da[:, :, t] + da_prev, dc_prev, caches[t])
+            dc_prev = g.pop("dc_prev")
+        else:
+            g = ref_dlai_rnn_cell_backward(da[:, :, t] + da_prev, caches[t])
+        dx.insert(0, g.pop("dxt"))
+        da_prev = g.pop("da_prev")
+        total = {k: total.get(k, 0) + v for k, v in g.items()}
+    return {"dx": np.stack(dx, axis=-1), "da0": da_prev, **total}
+
+
+def dlai_problem(rng, kind, n_x, n_a, n_y, m, T_x, dtype=np.float64):
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    k = 1 / np.sqrt(n_a + n_x)
+    if kind == "lstm":
+        p = {f"W{g}": normal(n_a, n_a + n_x, scale=k) for g in "fico"}
+        p.update({f"b{g}": normal(n_a, 1, scale=k) for g in "fico"})
+        p.update(Wy=normal(n_y, n_a), by=normal(n_y, 1))
+    else:
+        p = dict(Wax=normal(n_a, n_x, scale=k), Waa=normal(n_a, n_a, scale=k),
+                 ba=normal(n_a, 1, scale=k), Wya=normal(n_y, n_a), by=normal(n_y, 1))
+    return p, dict(x=normal(n_x, m, T_x), a0=normal(n_a, m), c0=normal(n_a, m),
+                   da=normal(n_a, m, T_x), dc=normal(n_a, m))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_dlai_reference_by_finite_differences(rng, kind):
+    p, s = dlai_problem(rng, kind, 3, 4, 2, 2, 3)
+    cell = (ref_dlai_lstm_cell_forward, ref_dlai_lstm_cell_backward) if kind == "lstm" else (
+        ref_dlai_rnn_cell_forward, ref_dlai_rnn_cell_backward)
+    xt, states = s["x"][:, :, 0].copy(), [s["a0"], s["c0"]] if kind == "lstm" else [s["a0"]]
+    douts = [s["da"][:, :, 0], s["dc"]] if kind == "lstm" else [s["da"][:, :, 0]]
+
+    def cell_loss():
+        return sum(np.sum(out * d) for out, d in zip(cell[0](xt, *states, p), douts))
+    grads = cell[1](*douts, cell[0](xt, *states, p)[-1])
+    arrays = {"xt": xt, "a_prev": states[0], **({"c_prev": states[1]} if kind == "lstm" else {}),
+              **{k: v for k, v in p.items() if "y" not in k}}
+    check_by_finite_differences(rng, cell_loss, arrays, {k: grads["d" + k] for k in arrays})
+
+    def sequence_loss():
+        return np.sum(ref_dlai_forward(kind, s["x"], s["a0"], p)[0] * s["da"])
+    grads = ref_dlai_backward(kind, s["da"], ref_dlai_forward(kind, s["x"], s["a0"], p)[3])
+    arrays = {"x": s["x"], "a0": s["a0"], **{k: v for k, v in p.items() if "y" not in k}}
+    check_by_finite_differences(rng, sequence_loss, arrays, {k: grads["d" + k] for k in arrays})
+
+
+def assert_same_dicts(actual, expected, dtype):
+    assert sorted(actual) == sorted(expected)
+    names = sorted(expected)
+    assert_same([actual[k] for k in names], [expected[k] for k in names], dtype, names)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("m, T_x, n_x, n_a", SHAPES)
+def test_dlai(rng, kind, m, T_x, n_x, n_a, dtype):
+    dlai = deeplearning_ai
+    p, s = dlai_problem(rng, kind, n_x, n_a, 3, m, T_x, dtype)
+    p64 = {k: v.astype(np.float64) for k, v in p.items()}
+    s64 = {k: v.astype(np.float64) for k, v in s.items()}
+    *outs, caches = getattr(dlai, f"{kind}_forward")(s["x"], s["a0"], p)
+    grads = getattr(dlai, f"{kind}_backward")(s["da"], caches)
+    a, y, c, caches_ref = ref_dlai_forward(kind, s64["x"], s64["a0"], p64)
+    outs_ref = [a, y, c] if kind == "lstm" else [a, y]
+    assert_same(outs, outs_ref, dtype, ["a", "y", "c"][:len(outs)])
+    assert_same_dicts(grads, ref_dlai_backward(kind, s64["da"], caches_ref), dtype)
+
+    xt = s["x"][:, :, 0]
+    states = [s["a0"], s["c0"]] if kind == "lstm" else [s["a0"]]
+    douts = [s["da"][:, :, 0], s["dc"]] if kind == "lstm" else [s["da"][:, :, 0]]
+    *outs, cache = getattr(dlai, f"{kind}_cell_forward")(xt, *states, p)
+    grads = getattr(dlai, f"{kind}_cell_backward")(*douts, cache)
+    ref_forward = ref_dlai_lstm_cell_forward if kind == "lstm" else ref_dlai_rnn_cell_forward
+    ref_backward = ref_dlai_lstm_cell_backward if kind == "lstm" else ref_dlai_rnn_cell_backward
+    *outs_ref, cache_ref = ref_forward(xt.astype(np.float64), *[a.astype(np.float64)
+                                                               for a in states], p64)
+    assert_same(outs, outs_ref, dtype, ["a_next", "c_next", "yt_pred"][-len(outs):])
+    assert_same_dicts(grads, ref_backward(*[d.astype(np.float64) for d in douts], cache_ref),
+                      dtype)
+
+
+def test_dlai_parameters_changed_in_place_are_seen(rng):
+    dlai = deeplearning_ai
+    p, s = dlai_problem(rng, "lstm", 3, 4, 2, 5, 6)
+    for _ in range(3):
+        a, _, _, caches = dlai.lstm_forward(s["x"], s["a0"], p)
+        np.testing.assert_allclose(a, ref_dlai_forward("lstm", s["x"], s["a0"], p)[0],
+                                   **TOL[np.float64])
+        grads = dlai.lstm_backward(s["da"], caches)
+        for g in "fico":
+            p[f"W{g}"] -= 0.1 * grads[f"dW{g}"]
+            p[f"b{g}"] -= 0.1 * grads[f"db{g}"]
+
+
+def test_dlai_errors_name_the_argument(rng):
+    dlai = deeplearning_ai
+    p, s = dlai_problem(rng, "lstm", 3, 4, 2, 5, 6)
+    with pytest.raises(ValueError, match=r"parameters\['Wc'\]: expected shape \(n_a, n_a \+ n_x\) "
+                                         r"= \(4, 7\), got \(4, 6\)"):
+        dlai.lstm_forward(s["x"], s["a0"], {**p, "Wc": p["Wc"][:, 1:]})
+    with pytest.raises(KeyError, match="parameters: expected the key 'bo'"):
+        dlai.lstm_forward(s["x"], s["a0"], {k: v for k, v in p.items() if k != "bo"})
+    with pytest.raises(ValueError, match=r"c_prev: expected shape \(n_a, m\) = \(4, 5\)"):
+        dlai.lstm_cell_forward(s["x"][:, :, 0], s["a0"], s["c0"][:, :2], p)
+    _, _, _, caches = dlai.lstm_forward(s["x"], s["a0"], p)
+    with pytest.raises(ValueError, match=r"da: expected shape \(n_a, m, T_x\) = \(4, 5, 6\)"):
+        dlai.lstm_backward(s["da"][:, :, :2], caches)
+    with pytest.raises(TypeError, match="cache: expected the cache that "
+                                        "fastlstm.compat.deeplearning_ai.rnn_forward returned"):
+        dlai.rnn_backward(s["da"], caches)

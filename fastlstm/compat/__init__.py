@@ -6,6 +6,9 @@ speeds up existing code:
 
 - :mod:`fastlstm.compat.cs231n`: Stanford CS231n's ``rnn_layers.py`` (batch-major, gate blocks
   i, f, o, g, no initial cell state).
+- :mod:`fastlstm.compat.deeplearning_ai`: the "Building a Recurrent Neural Network Step by Step"
+  functions (features first, a parameters dict, per-gate weights on ``[a_prev; xt]``, gradients
+  as dicts).
 - :mod:`fastlstm.compat.karpathy`: the batched LSTM gist's ``LSTM.init/forward/backward`` (one
   ``WLSTM`` with a bias row, gate blocks i, f, o, g, time-major).
 
