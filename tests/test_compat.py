@@ -51,7 +51,8 @@ def check_by_finite_differences(rng, loss, arrays, grads, samples=4):
                                        err_msg=f"d{name}{list(index)}")
 
 
-# ---- CS231n's equations: batch-major, gate blocks i, f, o, g, one step at a time -----------------
+# ---- CS231n's equations: batch-major, gate blocks i, f, o, g, one step at a time ---------------
+# In the inputs' dtype throughout, so that bench/compat_cs231n.py times a float32 NumPy loop.
 
 def ref_rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
@@ -62,27 +63,6 @@ def ref_rnn_step_backward(dnext_h, cache):
     x, prev_h, Wx, Wh, next_h = cache
     da = dnext_h * (1 - next_h ** 2)
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
-
-
-def ref_rnn_forward(x, h0, Wx, Wh, b):
-    N, T, _ = x.shape
-    h, caches, prev = np.zeros((N, T, Wh.shape[0])), [], h0
-    for t in range(T):
-        prev, cache = ref_rnn_step_forward(x[:, t], prev, Wx, Wh, b)
-        h[:, t] = prev
-        caches.append(cache)
-    return h, caches
-
-
-def ref_rnn_backward(dh, caches):
-    N, T, H = dh.shape
-    dx = np.zeros((N, T, caches[0][0].shape[1]))
-    dWx, dWh, db = (np.zeros_like(a) for a in (caches[0][2], caches[0][3], caches[0][3][0]))
-    dprev = np.zeros((N, H))
-    for t in reversed(range(T)):
-        dx[:, t], dprev, dWx_t, dWh_t, db_t = ref_rnn_step_backward(dh[:, t] + dprev, caches[t])
-        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
-    return dx, dprev, dWx, dWh, db
 
 
 def ifog_step(a, prev_c):
@@ -116,26 +96,30 @@ def ref_lstm_step_backward(dnext_h, dnext_c, cache):
     return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
-def ref_lstm_forward(x, h0, Wx, Wh, b):
+def ref_cs231n_forward(kind, x, h0, Wx, Wh, b):
+    """CS231n's rnn_forward or lstm_forward ("rnn", "lstm"): its step in a loop, zero c0."""
     N, T, _ = x.shape
-    h, caches, prev_h, prev_c = np.zeros((N, T, Wh.shape[0])), [], h0, np.zeros_like(h0)
+    step = ref_lstm_step_forward if kind == "lstm" else ref_rnn_step_forward
+    states = [h0, np.zeros_like(h0)] if kind == "lstm" else [h0]
+    h, caches = np.zeros((N, T, Wh.shape[0]), x.dtype), []
     for t in range(T):
-        prev_h, prev_c, cache = ref_lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
-        h[:, t] = prev_h
+        *states, cache = step(x[:, t], *states, Wx, Wh, b)
+        h[:, t] = states[0]
         caches.append(cache)
     return h, caches
 
 
-def ref_lstm_backward(dh, caches):
+def ref_cs231n_backward(kind, dh, caches):
+    """CS231n's rnn_backward or lstm_backward: (dx, dh0, dWx, dWh, db)."""
     N, T, H = dh.shape
-    dx = np.zeros((N, T, caches[0][0].shape[1]))
-    dWx, dWh, db = (np.zeros_like(a) for a in (caches[0][3], caches[0][4], caches[0][4][0]))
-    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    step = ref_lstm_step_backward if kind == "lstm" else ref_rnn_step_backward
+    dx = np.zeros((N, T, caches[0][0].shape[1]), dh.dtype)
+    dstates = [np.zeros((N, H), dh.dtype)] * (2 if kind == "lstm" else 1)
+    dweights = [0, 0, 0]
     for t in reversed(range(T)):
-        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = ref_lstm_step_backward(
-            dh[:, t] + dprev_h, dprev_c, caches[t])
-        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
-    return dx, dprev_h, dWx, dWh, db
+        dx[:, t], *dstates, dWx, dWh, db = step(dh[:, t] + dstates[0], *dstates[1:], caches[t])
+        dweights = [total + d for total, d in zip(dweights, (dWx, dWh, db))]
+    return (dx, dstates[0], *dweights)
 
 
 def cs231n_problem(rng, N, T, D, H, gates, dtype=np.float64):
@@ -147,10 +131,6 @@ def cs231n_problem(rng, N, T, D, H, gates, dtype=np.float64):
                 Wx=normal(D, gates * H, scale=k),
                 Wh=normal(H, gates * H, scale=k), b=normal(gates * H, scale=k),
                 dh=normal(N, T, H), dc=normal(N, H))
-
-
-def in_float64(p, *names):
-    return [p[n].astype(np.float64) for n in names]
 
 
 # ---- the references, by finite differences -------------------------------------------------------
@@ -181,57 +161,44 @@ def test_cs231n_reference_steps_by_finite_differences(rng, kind):
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
 def test_cs231n_reference_sequences_by_finite_differences(rng, kind):
     p = cs231n_problem(rng, 2, 4, 3, 5, gates=4 if kind == "lstm" else 1)
-    forward, backward = ((ref_rnn_forward, ref_rnn_backward) if kind == "rnn"
-                         else (ref_lstm_forward, ref_lstm_backward))
     args = [p[n] for n in ("x", "h0", "Wx", "Wh", "b")]
 
     def loss():
-        return np.sum(forward(*args)[0] * p["dh"])
-    grads = backward(p["dh"], forward(*args)[1])
+        return np.sum(ref_cs231n_forward(kind, *args)[0] * p["dh"])
+    grads = ref_cs231n_backward(kind, p["dh"], ref_cs231n_forward(kind, *args)[1])
     names = ["x", "h0", "Wx", "Wh", "b"]
     check_by_finite_differences(rng, loss, dict(zip(names, args)), dict(zip(names, grads)))
 
 
 # ---- fastlstm.compat.cs231n against the reference ------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("N, T, D, H", SHAPES)
-def test_cs231n_rnn(rng, N, T, D, H, dtype):
-    p = cs231n_problem(rng, N, T, D, H, gates=1, dtype=dtype)
-    h, cache = cs231n.rnn_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
-    grads = cs231n.rnn_backward(p["dh"], cache)
-    h_ref, caches = ref_rnn_forward(*in_float64(p, "x", "h0", "Wx", "Wh", "b"))
-    grads_ref = ref_rnn_backward(p["dh"].astype(np.float64), caches)
-    assert_same((h,) + grads, (h_ref,) + grads_ref, dtype, ["h", "dx", "dh0", "dWx", "dWh", "db"])
-
-    next_h, cache = cs231n.rnn_step_forward(p["x"][:, 0], p["h0"], p["Wx"], p["Wh"], p["b"])
-    grads = cs231n.rnn_step_backward(p["dh"][:, 0], cache)
-    x0, h0, Wx, Wh, b, dh0 = (a.astype(np.float64) for a in (p["x"][:, 0], p["h0"], p["Wx"],
-                                                             p["Wh"], p["b"], p["dh"][:, 0]))
-    next_h_ref, cache_ref = ref_rnn_step_forward(x0, h0, Wx, Wh, b)
-    assert_same((next_h,) + grads, (next_h_ref,) + ref_rnn_step_backward(dh0, cache_ref), dtype,
-                ["next_h", "dx", "dprev_h", "dWx", "dWh", "db"])
+def as_float64(arrays):
+    return [a.astype(np.float64) for a in arrays]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("N, T, D, H", SHAPES)
-def test_cs231n_lstm(rng, N, T, D, H, dtype):
-    p = cs231n_problem(rng, N, T, D, H, gates=4, dtype=dtype)
-    h, cache = cs231n.lstm_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
-    grads = cs231n.lstm_backward(p["dh"], cache)
-    h_ref, caches = ref_lstm_forward(*in_float64(p, "x", "h0", "Wx", "Wh", "b"))
-    grads_ref = ref_lstm_backward(p["dh"].astype(np.float64), caches)
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_cs231n(rng, kind, N, T, D, H, dtype):
+    lstm = kind == "lstm"
+    p = cs231n_problem(rng, N, T, D, H, gates=4 if lstm else 1, dtype=dtype)
+    weights = [p["Wx"], p["Wh"], p["b"]]
+    h, cache = getattr(cs231n, f"{kind}_forward")(p["x"], p["h0"], *weights)
+    grads = getattr(cs231n, f"{kind}_backward")(p["dh"], cache)
+    h_ref, caches = ref_cs231n_forward(kind, *as_float64([p["x"], p["h0"], *weights]))
+    grads_ref = ref_cs231n_backward(kind, p["dh"].astype(np.float64), caches)
     assert_same((h,) + grads, (h_ref,) + grads_ref, dtype, ["h", "dx", "dh0", "dWx", "dWh", "db"])
 
-    x0, h0, c0, Wx, Wh, b, dh0, dc = (
-        p["x"][:, 0], p["h0"], p["c0"], p["Wx"], p["Wh"], p["b"], p["dh"][:, 0], p["dc"])
-    next_h, next_c, cache = cs231n.lstm_step_forward(x0, h0, c0, Wx, Wh, b)
-    grads = cs231n.lstm_step_backward(dh0, dc, cache)
-    as64 = [a.astype(np.float64) for a in (x0, h0, c0, Wx, Wh, b, dh0, dc)]
-    next_h_ref, next_c_ref, cache_ref = ref_lstm_step_forward(*as64[:6])
-    assert_same((next_h, next_c) + grads,
-                (next_h_ref, next_c_ref) + ref_lstm_step_backward(*as64[6:], cache_ref), dtype,
-                ["next_h", "next_c", "dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"])
+    # one step, x a row-strided view x[:, t] as CS231n's loops pass it
+    states, douts = [p["h0"], p["c0"]][:1 + lstm], [p["dh"][:, 0], p["dc"]][:1 + lstm]
+    *outs, cache = getattr(cs231n, f"{kind}_step_forward")(p["x"][:, 0], *states, *weights)
+    grads = getattr(cs231n, f"{kind}_step_backward")(*douts, cache)
+    forward, backward = ((ref_lstm_step_forward, ref_lstm_step_backward) if lstm
+                         else (ref_rnn_step_forward, ref_rnn_step_backward))
+    *outs_ref, cache_ref = forward(*as_float64([p["x"][:, 0], *states, *weights]))
+    names = ["next_h", "next_c"][:1 + lstm] + ["dx", "dprev_h"] + ["dprev_c"] * lstm
+    assert_same(tuple(outs) + grads, tuple(outs_ref) + backward(*as_float64(douts), cache_ref),
+                dtype, names + ["dWx", "dWh", "db"])
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
@@ -273,11 +240,11 @@ def test_cs231n_weights_changed_in_place_are_seen(rng, kind):
     """An optimizer's in-place update between calls changes the next call's results."""
     p = cs231n_problem(rng, 2, 3, 4, 5, gates=4 if kind == "lstm" else 1)
     forward, backward = getattr(cs231n, f"{kind}_forward"), getattr(cs231n, f"{kind}_backward")
-    reference = ref_lstm_forward if kind == "lstm" else ref_rnn_forward
     Wx, Wh, b = p["Wx"], p["Wh"], p["b"]
     for _ in range(3):
         h, cache = forward(p["x"], p["h0"], Wx, Wh, b)
-        np.testing.assert_allclose(h, reference(p["x"], p["h0"], Wx, Wh, b)[0], **TOL[np.float64])
+        h_ref = ref_cs231n_forward(kind, p["x"], p["h0"], Wx, Wh, b)[0]
+        np.testing.assert_allclose(h, h_ref, **TOL[np.float64])
         _, _, dWx, dWh, db = backward(p["dh"], cache)
         for param, grad in ((Wx, dWx), (Wh, dWh), (b, db)):
             param -= 0.1 * grad
@@ -296,8 +263,8 @@ def test_cs231n_inputs_are_not_modified_and_layouts_do_not_matter(rng):
     Wx_t = np.ascontiguousarray(p["Wx"].T).T  # a transposed view
     h, cache = cs231n.lstm_forward(x_strided, p["h0"], Wx_t, p["Wh"], p["b"])
     grads = cs231n.lstm_backward(p["dh"], cache)
-    h_ref, caches = ref_lstm_forward(p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
-    assert_same((h,) + grads, (h_ref,) + ref_lstm_backward(p["dh"], caches), np.float64,
+    h_ref, caches = ref_cs231n_forward("lstm", p["x"], p["h0"], p["Wx"], p["Wh"], p["b"])
+    assert_same((h,) + grads, (h_ref,) + ref_cs231n_backward("lstm", p["dh"], caches), np.float64,
                 ["h", "dx", "dh0", "dWx", "dWh", "db"])
     for k, v in p.items():
         np.testing.assert_array_equal(v, saved[k], err_msg=k)
