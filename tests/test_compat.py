@@ -5,10 +5,12 @@ as those sources do, and are themselves checked by finite differences (float64).
 must then give every output and gradient to 1e-10 in float64 and 1e-5 in float32.
 """
 import doctest
+import re
 
 import numpy as np
 import pytest
 
+from conftest import source_file
 from fastlstm.compat import cs231n, deeplearning_ai, karpathy
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -662,3 +664,15 @@ def test_dlai_errors_name_the_argument(rng):
     with pytest.raises(TypeError, match="cache: expected the cache that "
                                         "fastlstm.compat.deeplearning_ai.rnn_forward returned"):
         dlai.rnn_backward(s["da"], caches)
+
+
+def test_readme_compat_example_trains_in_float32():
+    """The README's CS231n-style captioning step runs with the one changed import and learns."""
+    text = source_file("README.md").read_text()
+    example = r"```python\n(import numpy as np\nfrom fastlstm\.compat\.cs231n import \*.*?)```"
+    match = re.search(example, text, re.S)
+    assert match, "the README's fastlstm.compat example"
+    namespace = {}
+    exec(match.group(1).replace("print(", "result = ("), namespace)
+    _, loss, _, dtype = namespace["result"]
+    assert loss < 0.5 * np.log(30) and dtype == np.float32
