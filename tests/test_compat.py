@@ -54,7 +54,7 @@ def check_by_finite_differences(rng, loss, arrays, grads, samples=4):
 
 
 # ---- CS231n's equations: batch-major, gate blocks i, f, o, g, one step at a time ---------------
-# In the inputs' dtype throughout, so that bench/compat_cs231n.py times a float32 NumPy loop.
+# In the inputs' dtype throughout, so that bench/compat.py times a float32 NumPy loop.
 
 def ref_rnn_step_forward(x, prev_h, Wx, Wh, b):
     next_h = np.tanh(x @ Wx + prev_h @ Wh + b)

@@ -1,19 +1,19 @@
-"""Time CS231n's LSTM forward + backward: fastlstm.compat.cs231n against the per-step NumPy loop.
+"""Time fastlstm.compat against the per-step NumPy loops it replaces, LSTM forward + backward.
 
-The NumPy side is the tests' reference implementation of CS231n's equations (tests/test_compat.py),
-which loops over the steps as CS231n's rnn_layers.py does. Both run in this one process, in turn
-(NumPy, then fastlstm, 1 warm-up each, then `--repeats` rounds), timed with time.perf_counter; the
-table gives each one's median. The results are compared first (float32 tolerance), so a fast wrong
-answer cannot win.
+The NumPy side is the tests' reference implementation of each convention's equations
+(tests/test_compat.py), which loops over the steps as CS231n's rnn_layers.py, the deeplearning.ai
+notebook and Karpathy's gist do. Both run in this one process, in turn (NumPy, then fastlstm, 1
+warm-up each, then `--repeats` rounds), timed with time.perf_counter; the table gives each one's
+median. The results are compared first (float32 tolerance), so a fast wrong answer cannot win.
 
 After each of its products NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s (see
-the README's "Threads beside NumPy"), so a fastlstm pass timed right after the NumPy loop shares the
-cores with them. `--pause 0.3` sleeps that long before each timed call, so that each contender
-starts on quiet cores; the default 0 times them back to back.
+the README's "Threads beside NumPy"), so a fastlstm pass timed right after the NumPy loop may share
+the cores with them. `--pause 0.3` sleeps that long before each timed call; the default 0 times
+them back to back.
 
-    python bench/compat_cs231n.py                   # N=50, T=17, D=512 and 256, H=512, float32
-    python bench/compat_cs231n.py --pause 0.3
-    python bench/compat_cs231n.py --others      # also the notebook's and the gist's own sizes
+    python bench/compat.py              # CS231n, N=50, T=17, D=512 and 256, H=512, float32
+    python bench/compat.py --pause 0.3
+    python bench/compat.py --others     # also the notebook's and the gist's own example sizes
 """
 import argparse
 import os
