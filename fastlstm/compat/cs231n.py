@@ -45,9 +45,7 @@ def _batch_major(array):
 
 
 def _step_args(x, states, Wx, Wh, b, gates):
-    # C-contiguous x: fastlstm's cell functions misread a row-strided x such as x_seq[:, t] (the
-    # wall's fast path checks every argument's layout but x's), and CS231n's loops pass just that.
-    x = np.ascontiguousarray(checked("x", x, "(N, D)", (None, None)))
+    x = checked("x", x, "(N, D)", (None, None))
     Wx, Wh, b, H = recurrent_weights(Wx, Wh, b, x.shape[1], gates)
     states = [checked(name, s, "(N, H)", (x.shape[0], H)) for name, s in states]
     return x, states, Wx, Wh, b
