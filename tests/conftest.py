@@ -68,6 +68,26 @@ def assert_all_close(actual, expected, names):
             raise AssertionError(f"{name} differs from the reference") from exc
 
 
+def central_difference(f, x, index, eps=1e-6):
+    """d f() / d x[index] by a central difference of the scalar f() (x changed in place and
+    restored)."""
+    saved = x[index]
+    x[index] = saved + eps
+    up = f()
+    x[index] = saved - eps
+    down = f()
+    x[index] = saved
+    return (up - down) / (2 * eps)
+
+
+def numeric_gradient(f, x, eps=1e-6):
+    """d f() / d x, every element by central_difference."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        grad[index] = central_difference(f, x, index, eps)
+    return grad
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import source_file
+from conftest import central_difference, source_file
 from fastlstm.compat import cs231n, deeplearning_ai, karpathy
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -31,24 +31,12 @@ def assert_same(actual, expected, dtype, names):
         np.testing.assert_allclose(a, e, **TOL[dtype], err_msg=name)
 
 
-def numeric_gradient(f, array, index, eps=1e-6):
-    """Central difference of the scalar f() with respect to array[index] (array changed in place
-    and restored)."""
-    saved = array[index]
-    array[index] = saved + eps
-    plus = f()
-    array[index] = saved - eps
-    minus = f()
-    array[index] = saved
-    return (plus - minus) / (2 * eps)
-
-
 def check_by_finite_differences(rng, loss, arrays, grads, samples=4):
     """grads[k] must be d loss() / d arrays[k] at `samples` random elements of each array."""
     for name, array in arrays.items():
         for _ in range(samples):
             index = tuple(rng.integers(0, n) for n in array.shape)
-            numeric = numeric_gradient(loss, array, index)
+            numeric = central_difference(loss, array, index)
             np.testing.assert_allclose(grads[name][index], numeric, rtol=1e-5, atol=1e-7,
                                        err_msg=f"d{name}{list(index)}")
 

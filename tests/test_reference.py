@@ -3,24 +3,10 @@ cell T times equals the sequence functions, and a variable-length batch equals e
 alone."""
 import numpy as np
 import pytest
-from conftest import (KINDS, SEQUENCE_STATES, make_gru_problem, make_problem,
+from conftest import (KINDS, SEQUENCE_STATES, make_gru_problem, make_problem, numeric_gradient,
                       make_sequence_problem, past_end, run_sequence)
 
 from fastlstm import reference as ref
-
-
-def numeric_gradient(f, x, eps=1e-6):
-    """d f() / d x by central differences, perturbing x in place."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        saved = x[idx]
-        x[idx] = saved + eps
-        up = f()
-        x[idx] = saved - eps
-        down = f()
-        x[idx] = saved
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 def check_gradients(loss, analytic, arrays):

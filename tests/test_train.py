@@ -7,25 +7,10 @@ import numpy as np
 import pytest
 
 import fastlstm
-from conftest import source_file
+from conftest import numeric_gradient, source_file
 from fastlstm import train
 from fastlstm.train import (SGD, Adam, Linear, clip_grad_norm, collect, mse, softmax,
                             softmax_cross_entropy)
-
-
-def numerical_gradient(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of x (changed in place
-    and restored)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
 
 
 def test_docstring_examples():
@@ -64,7 +49,7 @@ def test_softmax_cross_entropy_gradient(rng):
     logits = rng.standard_normal((3, 2, 5))
     targets = rng.integers(0, 5, (3, 2))
     _, dlogits = softmax_cross_entropy(logits, targets)
-    numeric = numerical_gradient(lambda: softmax_cross_entropy(logits, targets)[0], logits)
+    numeric = numeric_gradient(lambda: softmax_cross_entropy(logits, targets)[0], logits)
     np.testing.assert_allclose(dlogits, numeric, rtol=1e-6, atol=1e-9)
 
 
@@ -90,7 +75,7 @@ def test_mse_value_and_gradient(rng):
     pred, target = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 2))
     loss, dpred = mse(pred, target)
     assert loss == pytest.approx(np.mean((pred - target) ** 2), rel=1e-12)
-    numeric = numerical_gradient(lambda: mse(pred, target)[0], pred)
+    numeric = numeric_gradient(lambda: mse(pred, target)[0], pred)
     np.testing.assert_allclose(dpred, numeric, rtol=1e-6, atol=1e-9)
     assert mse(pred.astype(np.float32), target)[1].dtype == np.float32
 
@@ -114,9 +99,9 @@ def test_linear_forward_and_gradients(rng):
         return float(np.sum(head.forward(x) * dy))
 
     dx = head.backward(dy)
-    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-9)
     for name in ("W", "b"):
-        numeric = numerical_gradient(loss, head.params[name])
+        numeric = numeric_gradient(loss, head.params[name])
         np.testing.assert_allclose(head.grads[name], numeric, rtol=1e-6, atol=1e-9)
 
 
