@@ -150,6 +150,7 @@ def config() -> dict[str, Any]:
         "num_threads": get_num_threads(),
         "simd": _core.simd_name(simd_level()),
         "simd_available": available_simd(),
+        "simd_features": _core.simd_features(simd_level()),
         "compiler": _core.compiler(),
         "cflags": _core.cflags(),
     }

@@ -1,153 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The wall between Python and csrc/: checks that the arrays it is handed fit together, allocates the
-workspace, releases the GIL and calls C. Callers (fastlstm/_functions.py) convert dtypes and
-contiguity and allocate the outputs of the sequence passes; the float and double paths come from one
-fused source. The cells, called once per time step, take a faster road (see their section)."""
-from libc.stddef cimport ptrdiff_t
-
+"""The wall between Python and csrc/ (declared in _core.pxd): one function per pass, for every kind
+(enum fl_kind) and both dtypes. Each checks that the arrays it is handed fit together (dtype,
+layout, shape), fills the C descriptor, allocates the workspace, releases the GIL and calls C.
+Callers (fastlstm/_functions.py) convert dtypes and contiguity and allocate the outputs of the
+sequence passes. The cells, called once per time step, take a faster road (see their section)."""
 import numpy as np
-
-cdef extern from "fastlstm.h" nogil:
-    int FL_OK, FL_ERR_SIZE, FL_ERR_SIMD
-    int fl_simd_max()
-    const char *fl_simd_name(int simd)
-    int fl_openmp_version()
-    const char *fl_compiler()
-    size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                     int num_threads, int simd, int elsize)
-    size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                      int num_threads, int simd, int elsize)
-    size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                    int num_threads, int simd, int elsize)
-    size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                     int num_threads, int simd, int elsize)
-    size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                    int num_threads, int simd, int elsize)
-    size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                     int num_threads, int simd, int elsize)
-    int fl_lstm_forward_f32(float *hs_ext, float *cs_ext, float *gates, const float *h0,
-                            const float *c0, const float *xs, const float *W, const float *U,
-                            const float *b, const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B,
-                            ptrdiff_t I, ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_lstm_forward_f64(double *hs_ext, double *cs_ext, double *gates, const double *h0,
-                            const double *c0, const double *xs, const double *W, const double *U,
-                            const double *b, const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B,
-                            ptrdiff_t I, ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_lstm_backward_f32(float *dxs, float *dh0, float *dc0, float *dW, float *dU, float *db,
-                             const float *hs_ext, const float *cs_ext, const float *gates,
-                             const float *dhs, const float *dh_T, const float *dc_T,
-                             const float *xs, const float *W, const float *U,
-                             const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
-                             ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_lstm_backward_f64(double *dxs, double *dh0, double *dc0, double *dW, double *dU,
-                             double *db, const double *hs_ext, const double *cs_ext,
-                             const double *gates, const double *dhs, const double *dh_T,
-                             const double *dc_T, const double *xs, const double *W, const double *U,
-                             const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
-                             ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_gru_forward_f32(float *hs_ext, float *gates, float *hn, const float *h0, const float *xs,
-                           const float *W, const float *U, const float *b, const ptrdiff_t *lengths,
-                           ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads,
-                           int simd, void *workspace)
-    int fl_gru_forward_f64(double *hs_ext, double *gates, double *hn, const double *h0,
-                           const double *xs, const double *W, const double *U, const double *b,
-                           const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
-                           ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_gru_backward_f32(float *dxs, float *dh0, float *dW, float *dU, float *db,
-                            const float *hs_ext, const float *gates, const float *hn,
-                            const float *dhs, const float *dh_T, const float *xs, const float *W,
-                            const float *U, const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B,
-                            ptrdiff_t I, ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_gru_backward_f64(double *dxs, double *dh0, double *dW, double *dU, double *db,
-                            const double *hs_ext, const double *gates, const double *hn,
-                            const double *dhs, const double *dh_T, const double *xs,
-                            const double *W, const double *U, const ptrdiff_t *lengths, ptrdiff_t T,
-                            ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads, int simd,
-                            void *workspace)
-    int fl_rnn_forward_f32(float *hs_ext, const float *h0, const float *xs, const float *W,
-                           const float *U, const float *b, const ptrdiff_t *lengths, ptrdiff_t T,
-                           ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads, int simd,
-                           void *workspace)
-    int fl_rnn_forward_f64(double *hs_ext, const double *h0, const double *xs, const double *W,
-                           const double *U, const double *b, const ptrdiff_t *lengths, ptrdiff_t T,
-                           ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int num_threads, int simd,
-                           void *workspace)
-    int fl_rnn_backward_f32(float *dxs, float *dh0, float *dW, float *dU, float *db,
-                            const float *hs_ext, const float *dhs, const float *dh_T,
-                            const float *xs, const float *W, const float *U,
-                            const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
-                            ptrdiff_t H, int num_threads, int simd, void *workspace)
-    int fl_rnn_backward_f64(double *dxs, double *dh0, double *dW, double *dU, double *db,
-                            const double *hs_ext, const double *dhs, const double *dh_T,
-                            const double *xs, const double *W, const double *U,
-                            const ptrdiff_t *lengths, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
-                            ptrdiff_t H, int num_threads, int simd, void *workspace)
-
-    int fl_lstm_cell_forward_f32(float *h, float *c, float *gates, const float *x,
-                                 const float *h_prev, const float *c_prev, const float *W,
-                                 const float *U, const float *b, ptrdiff_t B, ptrdiff_t I,
-                                 ptrdiff_t H, int num_threads, int simd)
-    int fl_lstm_cell_forward_f64(double *h, double *c, double *gates, const double *x,
-                                 const double *h_prev, const double *c_prev, const double *W,
-                                 const double *U, const double *b, ptrdiff_t B, ptrdiff_t I,
-                                 ptrdiff_t H, int num_threads, int simd)
-    int fl_lstm_cell_backward_f32(float *dx, float *dh_prev, float *dc_prev, float *dW, float *dU,
-                                  float *db, float *dz, const float *dh, const float *dc,
-                                  const float *x, const float *h_prev, const float *c_prev,
-                                  const float *c, const float *gates, const float *W,
-                                  const float *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                  int num_threads, int simd)
-    int fl_lstm_cell_backward_f64(double *dx, double *dh_prev, double *dc_prev, double *dW,
-                                  double *dU, double *db, double *dz, const double *dh,
-                                  const double *dc, const double *x, const double *h_prev,
-                                  const double *c_prev, const double *c, const double *gates,
-                                  const double *W, const double *U, ptrdiff_t B, ptrdiff_t I,
-                                  ptrdiff_t H, int num_threads, int simd)
-    int fl_rnn_cell_forward_f32(float *h, const float *x, const float *h_prev, const float *W,
-                                const float *U, const float *b, ptrdiff_t B, ptrdiff_t I,
-                                ptrdiff_t H, int num_threads, int simd)
-    int fl_rnn_cell_forward_f64(double *h, const double *x, const double *h_prev, const double *W,
-                                const double *U, const double *b, ptrdiff_t B, ptrdiff_t I,
-                                ptrdiff_t H, int num_threads, int simd)
-    int fl_rnn_cell_backward_f32(float *dx, float *dh_prev, float *dW, float *dU, float *db,
-                                 float *dz, const float *dh, const float *x, const float *h_prev,
-                                 const float *h, const float *W, const float *U, ptrdiff_t B,
-                                 ptrdiff_t I, ptrdiff_t H, int num_threads, int simd)
-    int fl_rnn_cell_backward_f64(double *dx, double *dh_prev, double *dW, double *dU, double *db,
-                                 double *dz, const double *dh, const double *x,
-                                 const double *h_prev, const double *h, const double *W,
-                                 const double *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd)
-
-cdef extern from "fastlstm.h" nogil:
-    size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
-                               int elsize)
-    int fl_matmul_f32(float *C, const float *A, const float *B, ptrdiff_t M, ptrdiff_t N,
-                      ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd,
-                      void *workspace)
-    int fl_matmul_f64(double *C, const double *A, const double *B, ptrdiff_t M, ptrdiff_t N,
-                      ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd,
-                      void *workspace)
-
-cdef extern from "fastlstm.h" nogil:
-    int fl_gru_cell_forward_f32(float *h, float *gates, float *hn, float *gh, const float *x,
-                                const float *h_prev, const float *W, const float *U,
-                                const float *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd)
-    int fl_gru_cell_forward_f64(double *h, double *gates, double *hn, double *gh, const double *x,
-                                const double *h_prev, const double *W, const double *U,
-                                const double *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd)
-    int fl_gru_cell_backward_f32(float *dx, float *dh_prev, float *dW, float *dU, float *db,
-                                 float *dz, const float *dh, const float *x, const float *h_prev,
-                                 const float *gates, const float *hn, const float *W,
-                                 const float *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd)
-    int fl_gru_cell_backward_f64(double *dx, double *dh_prev, double *dW, double *dU, double *db,
-                                 double *dz, const double *dh, const double *x,
-                                 const double *h_prev, const double *gates, const double *hn,
-                                 const double *W, const double *U, ptrdiff_t B, ptrdiff_t I,
-                                 ptrdiff_t H, int num_threads, int simd)
 
 # What setup.py compiled this extension with, as string macros (a build without them says so).
 cdef extern from *:
@@ -162,14 +19,16 @@ cdef extern from *:
     const char *FASTLSTM_CFLAGS
     const char *FASTLSTM_OPENMP_NOTE
 
-# After fastlstm.h: NumPy's headers bring <complex.h>, whose macro I would clash with its argument names.
 cimport numpy as cnp
 
-cnp.import_array()
+# NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
+# struct fl_desc in the code below.
+cdef extern from *:
+    """
+    #undef I
+    """
 
-ctypedef fused real:
-    float
-    double
+cnp.import_array()
 
 
 # ---- build and machine ----------------------------------------------------------------------------
@@ -181,6 +40,11 @@ def simd_max():
 
 def simd_name(int simd):
     return fl_simd_name(simd).decode()
+
+
+def simd_features(int simd):
+    """The instruction sets the code of a SIMD level was compiled for, e.g. "sse2 avx fma avx2"."""
+    return fl_simd_features(simd).decode().strip()
 
 
 def openmp_version():
@@ -202,586 +66,341 @@ def openmp_note():
     return FASTLSTM_OPENMP_NOTE.decode()
 
 
-# ---- helpers --------------------------------------------------------------------------------------
+def gates(int kind):
+    """G, the gate blocks per hidden unit of a kind (4, 3, 1)."""
+    return fl_gates(kind)
 
-cdef _expect(str name, tuple shape, tuple expected):
-    if shape != expected:
-        raise ValueError(f"{name}: expected shape {expected}, got {shape}")
 
+def bias_rows(int kind):
+    """The rows of a kind's bias b (2 for the GRU, else 1)."""
+    return fl_bias_rows(kind)
+
+
+# ---- checks and conversions -----------------------------------------------------------------------
 
 cdef _raise_for(int status):
+    if status == FL_OK:
+        return
     if status == FL_ERR_SIZE:
         raise ValueError("fastlstm: a negative size, a length outside [0, T] or a thread count "
                          "below 1")
     if status == FL_ERR_SIMD:
         raise ValueError("fastlstm: this CPU does not run the requested SIMD level")
-    if status != FL_OK:
-        raise RuntimeError(f"fastlstm: C kernel failed with status {status}")
+    if status == FL_ERR_OVERFLOW:
+        raise MemoryError("fastlstm: these sizes need more memory than can be addressed")
+    raise RuntimeError(f"fastlstm: the C layer refused the call (status {status})")
 
 
-cdef unsigned char[::1] _workspace(size_t nbytes):
-    if nbytes == 0:
-        raise MemoryError("fastlstm: workspace size overflows")
-    return np.empty(nbytes, dtype=np.uint8)
+cdef int _dtype_of(int typenum) except -1:
+    if typenum == cnp.NPY_FLOAT32:
+        return FL_FLOAT32
+    if typenum == cnp.NPY_FLOAT64:
+        return FL_FLOAT64
+    raise TypeError(f"fastlstm: the kernels take float32 or float64, got {np.dtype(typenum)}")
 
 
-cdef const ptrdiff_t *_lengths(object lengths, ptrdiff_t B) except? NULL:
-    """Data pointer of the lengths (B,), an np.intp array; NULL for None (every row T steps)."""
-    cdef const ptrdiff_t[::1] view
-    if lengths is None:
-        return NULL
-    view = lengths
-    _expect("lengths", (view.shape[0],), (B,))
-    return &view[0]
-
-
-cdef const real *_optional(object array, tuple shape, str name, real precision) except? NULL:
-    """Data pointer of an optional (B, H) input, NULL for None; `precision` picks float or double."""
-    cdef const real[:, ::1] view
-    if array is None:
-        return NULL
-    view = array
-    _expect(name, (view.shape[0], view.shape[1]), shape)
-    return &view[0, 0]
-
-
-# ---- the matrix product of the training toolkit -----------------------------------------------------
-
-def matmul(real[:, ::1] C, const real[:, ::1] A, const real[:, ::1] B, bint trans_a, bint trans_b,
-           int num_threads, int simd):
-    """C (M, N) := op(A) @ op(B): A (M, K), or (K, M) when trans_a; B (K, N), or (N, K) when
-    trans_b."""
-    cdef ptrdiff_t M = C.shape[0], N = C.shape[1]
-    cdef ptrdiff_t K = A.shape[0] if trans_a else A.shape[1]
-    _expect("A", (A.shape[0], A.shape[1]), (K, M) if trans_a else (M, K))
-    _expect("B", (B.shape[0], B.shape[1]), (N, K) if trans_b else (K, N))
-    cdef unsigned char[::1] work = _workspace(
-        fl_matmul_workspace(M, N, K, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_matmul_f32(&C[0, 0], &A[0, 0], &B[0, 0], M, N, K, trans_a, trans_b,
-                                   num_threads, simd, &work[0])
-        else:
-            status = fl_matmul_f64(&C[0, 0], &A[0, 0], &B[0, 0], M, N, K, trans_a, trans_b,
-                                   num_threads, simd, &work[0])
-    _raise_for(status)
-
-
-# ---- LSTM -----------------------------------------------------------------------------------------
-
-def lstm_forward(real[:, :, ::1] hs_ext, real[:, :, ::1] cs_ext, real[:, :, ::1] gates,
-                 object h0, object c0, const real[:, :, ::1] xs, const real[:, ::1] W,
-                 const real[:, ::1] U, const real[::1] b, object lengths, int num_threads,
-                 int simd):
-    """hs_ext, cs_ext (T+1, B, H), gates (T, B, 4H) := the LSTM forward of xs (T, B, I), each row
-    for its own length (lengths (B,), or None: T)."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    _expect("U", (U.shape[0], U.shape[1]), (H, 4 * H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, 4 * H))
-    _expect("b", (b.shape[0],), (4 * H,))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    _expect("cs_ext", (cs_ext.shape[0], cs_ext.shape[1], cs_ext.shape[2]), (T + 1, B, H))
-    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 4 * H))
-    cdef const real *h0p = _optional(h0, (B, H), "h0", <real>0)
-    cdef const real *c0p = _optional(c0, (B, H), "c0", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_lstm_forward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_lstm_forward_f32(&hs_ext[0, 0, 0], &cs_ext[0, 0, 0], &gates[0, 0, 0], h0p,
-                                         c0p, &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0], lengthsp, T,
-                                         B, I, H, num_threads, simd, &work[0])
-        else:
-            status = fl_lstm_forward_f64(&hs_ext[0, 0, 0], &cs_ext[0, 0, 0], &gates[0, 0, 0], h0p,
-                                         c0p, &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0], lengthsp, T,
-                                         B, I, H, num_threads, simd, &work[0])
-    _raise_for(status)
-
-
-def lstm_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dc0, real[:, ::1] dW,
-                  real[:, ::1] dU, real[::1] db, const real[:, :, ::1] hs_ext,
-                  const real[:, :, ::1] cs_ext, const real[:, :, ::1] gates, object dhs,
-                  object dh_T, object dc_T, const real[:, :, ::1] xs, const real[:, ::1] W,
-                  const real[:, ::1] U, object lengths, int num_threads, int simd):
-    """dxs, dh0, dc0, dW, dU, db := the LSTM backward, from what lstm_forward saved."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    cdef const real[:, :, ::1] dhs_view
-    cdef const real *dhsp = NULL
-    _expect("U", (U.shape[0], U.shape[1]), (H, 4 * H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, 4 * H))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    _expect("cs_ext", (cs_ext.shape[0], cs_ext.shape[1], cs_ext.shape[2]), (T + 1, B, H))
-    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 4 * H))
-    _expect("dxs", (dxs.shape[0], dxs.shape[1], dxs.shape[2]), (T, B, I))
-    _expect("dh0", (dh0.shape[0], dh0.shape[1]), (B, H))
-    _expect("dc0", (dc0.shape[0], dc0.shape[1]), (B, H))
-    _expect("dW", (dW.shape[0], dW.shape[1]), (I, 4 * H))
-    _expect("dU", (dU.shape[0], dU.shape[1]), (H, 4 * H))
-    _expect("db", (db.shape[0],), (4 * H,))
-    if dhs is not None:
-        dhs_view = dhs
-        _expect("dhs", (dhs_view.shape[0], dhs_view.shape[1], dhs_view.shape[2]), (T, B, H))
-        dhsp = &dhs_view[0, 0, 0]
-    cdef const real *dh_Tp = _optional(dh_T, (B, H), "dh_T", <real>0)
-    cdef const real *dc_Tp = _optional(dc_T, (B, H), "dc_T", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_lstm_backward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_lstm_backward_f32(&dxs[0, 0, 0], &dh0[0, 0], &dc0[0, 0], &dW[0, 0],
-                                          &dU[0, 0], &db[0], &hs_ext[0, 0, 0], &cs_ext[0, 0, 0],
-                                          &gates[0, 0, 0], dhsp, dh_Tp, dc_Tp, &xs[0, 0, 0],
-                                          &W[0, 0], &U[0, 0], lengthsp, T, B, I, H, num_threads,
-                                          simd, &work[0])
-        else:
-            status = fl_lstm_backward_f64(&dxs[0, 0, 0], &dh0[0, 0], &dc0[0, 0], &dW[0, 0],
-                                          &dU[0, 0], &db[0], &hs_ext[0, 0, 0], &cs_ext[0, 0, 0],
-                                          &gates[0, 0, 0], dhsp, dh_Tp, dc_Tp, &xs[0, 0, 0],
-                                          &W[0, 0], &U[0, 0], lengthsp, T, B, I, H, num_threads,
-                                          simd, &work[0])
-    _raise_for(status)
-
-
-# ---- GRU ------------------------------------------------------------------------------------------
-
-def gru_forward(real[:, :, ::1] hs_ext, real[:, :, ::1] gates, real[:, :, ::1] hn, object h0,
-                const real[:, :, ::1] xs, const real[:, ::1] W, const real[:, ::1] U,
-                const real[:, ::1] b, object lengths, int num_threads, int simd):
-    """hs_ext (T+1, B, H), gates (T, B, 3H), hn (T, B, H) := the GRU forward of xs (T, B, I), each
-    row for its own length (lengths (B,), or None: T)."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    _expect("U", (U.shape[0], U.shape[1]), (H, 3 * H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, 3 * H))
-    _expect("b", (b.shape[0], b.shape[1]), (2, 3 * H))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 3 * H))
-    _expect("hn", (hn.shape[0], hn.shape[1], hn.shape[2]), (T, B, H))
-    cdef const real *h0p = _optional(h0, (B, H), "h0", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_gru_forward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_gru_forward_f32(&hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], h0p,
-                                        &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0, 0], lengthsp, T, B,
-                                        I, H, num_threads, simd, &work[0])
-        else:
-            status = fl_gru_forward_f64(&hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], h0p,
-                                        &xs[0, 0, 0], &W[0, 0], &U[0, 0], &b[0, 0], lengthsp, T, B,
-                                        I, H, num_threads, simd, &work[0])
-    _raise_for(status)
-
-
-def gru_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dW, real[:, ::1] dU,
-                 real[:, ::1] db, const real[:, :, ::1] hs_ext, const real[:, :, ::1] gates,
-                 const real[:, :, ::1] hn, object dhs, object dh_T, const real[:, :, ::1] xs,
-                 const real[:, ::1] W, const real[:, ::1] U, object lengths, int num_threads,
-                 int simd):
-    """dxs, dh0, dW, dU, db := the GRU backward, from what gru_forward saved."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    cdef const real[:, :, ::1] dhs_view
-    cdef const real *dhsp = NULL
-    _expect("U", (U.shape[0], U.shape[1]), (H, 3 * H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, 3 * H))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    _expect("gates", (gates.shape[0], gates.shape[1], gates.shape[2]), (T, B, 3 * H))
-    _expect("hn", (hn.shape[0], hn.shape[1], hn.shape[2]), (T, B, H))
-    _expect("dxs", (dxs.shape[0], dxs.shape[1], dxs.shape[2]), (T, B, I))
-    _expect("dh0", (dh0.shape[0], dh0.shape[1]), (B, H))
-    _expect("dW", (dW.shape[0], dW.shape[1]), (I, 3 * H))
-    _expect("dU", (dU.shape[0], dU.shape[1]), (H, 3 * H))
-    _expect("db", (db.shape[0], db.shape[1]), (2, 3 * H))
-    if dhs is not None:
-        dhs_view = dhs
-        _expect("dhs", (dhs_view.shape[0], dhs_view.shape[1], dhs_view.shape[2]), (T, B, H))
-        dhsp = &dhs_view[0, 0, 0]
-    cdef const real *dh_Tp = _optional(dh_T, (B, H), "dh_T", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_gru_backward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_gru_backward_f32(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &db[0, 0],
-                                         &hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], dhsp,
-                                         dh_Tp, &xs[0, 0, 0], &W[0, 0], &U[0, 0], lengthsp, T, B, I,
-                                         H, num_threads, simd, &work[0])
-        else:
-            status = fl_gru_backward_f64(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &db[0, 0],
-                                         &hs_ext[0, 0, 0], &gates[0, 0, 0], &hn[0, 0, 0], dhsp,
-                                         dh_Tp, &xs[0, 0, 0], &W[0, 0], &U[0, 0], lengthsp, T, B, I,
-                                         H, num_threads, simd, &work[0])
-    _raise_for(status)
-
-
-# ---- RNN ------------------------------------------------------------------------------------------
-
-def rnn_forward(real[:, :, ::1] hs_ext, object h0, const real[:, :, ::1] xs,
-                const real[:, ::1] W, const real[:, ::1] U, const real[::1] b, object lengths,
-                int num_threads, int simd):
-    """hs_ext (T+1, B, H) := the RNN forward of xs (T, B, I), each row for its own length
-    (lengths (B,), or None: T)."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    _expect("U", (U.shape[0], U.shape[1]), (H, H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, H))
-    _expect("b", (b.shape[0],), (H,))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    cdef const real *h0p = _optional(h0, (B, H), "h0", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_rnn_forward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_rnn_forward_f32(&hs_ext[0, 0, 0], h0p, &xs[0, 0, 0], &W[0, 0], &U[0, 0],
-                                        &b[0], lengthsp, T, B, I, H, num_threads, simd, &work[0])
-        else:
-            status = fl_rnn_forward_f64(&hs_ext[0, 0, 0], h0p, &xs[0, 0, 0], &W[0, 0], &U[0, 0],
-                                        &b[0], lengthsp, T, B, I, H, num_threads, simd, &work[0])
-    _raise_for(status)
-
-
-def rnn_backward(real[:, :, ::1] dxs, real[:, ::1] dh0, real[:, ::1] dW, real[:, ::1] dU,
-                 real[::1] db, const real[:, :, ::1] hs_ext, object dhs, object dh_T,
-                 const real[:, :, ::1] xs, const real[:, ::1] W, const real[:, ::1] U,
-                 object lengths, int num_threads, int simd):
-    """dxs, dh0, dW, dU, db := the RNN backward, from what rnn_forward saved."""
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
-    cdef const real[:, :, ::1] dhs_view
-    cdef const real *dhsp = NULL
-    _expect("U", (U.shape[0], U.shape[1]), (H, H))
-    _expect("W", (W.shape[0], W.shape[1]), (I, H))
-    _expect("hs_ext", (hs_ext.shape[0], hs_ext.shape[1], hs_ext.shape[2]), (T + 1, B, H))
-    _expect("dxs", (dxs.shape[0], dxs.shape[1], dxs.shape[2]), (T, B, I))
-    _expect("dh0", (dh0.shape[0], dh0.shape[1]), (B, H))
-    _expect("dW", (dW.shape[0], dW.shape[1]), (I, H))
-    _expect("dU", (dU.shape[0], dU.shape[1]), (H, H))
-    _expect("db", (db.shape[0],), (H,))
-    if dhs is not None:
-        dhs_view = dhs
-        _expect("dhs", (dhs_view.shape[0], dhs_view.shape[1], dhs_view.shape[2]), (T, B, H))
-        dhsp = &dhs_view[0, 0, 0]
-    cdef const real *dh_Tp = _optional(dh_T, (B, H), "dh_T", <real>0)
-    cdef const ptrdiff_t *lengthsp = _lengths(lengths, B)
-    cdef unsigned char[::1] work = _workspace(
-        fl_rnn_backward_workspace(T, B, I, H, num_threads, simd, sizeof(real)))
-    cdef int status
-    with nogil:
-        if real is float:
-            status = fl_rnn_backward_f32(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &db[0],
-                                         &hs_ext[0, 0, 0], dhsp, dh_Tp, &xs[0, 0, 0], &W[0, 0],
-                                         &U[0, 0], lengthsp, T, B, I, H, num_threads, simd,
-                                         &work[0])
-        else:
-            status = fl_rnn_backward_f64(&dxs[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &db[0],
-                                         &hs_ext[0, 0, 0], dhsp, dh_Tp, &xs[0, 0, 0], &W[0, 0],
-                                         &U[0, 0], lengthsp, T, B, I, H, num_threads, simd,
-                                         &work[0])
-    _raise_for(status)
-
-
-# ---- cells ----------------------------------------------------------------------------------------
-# A user's step loop calls these once per step, so what counts is the cost of a call. They check and
-# allocate through NumPy's C API (tens of nanoseconds an array), not typed memoryviews (about a
-# microsecond for each of a cell's nine arrays). They take the user's arguments as given and return
-# None, touching nothing, unless every array already fits: an ndarray, aligned, C-contiguous, native
-# byte order, all of one float dtype, shapes that match. The caller then validates and converts them
-# (raising the reference's errors) and calls again.
-
-cdef int _float_type(object a):
-    """NPY_FLOAT32 or NPY_FLOAT64 for a 2-d ndarray of that dtype, else -1."""
-    if type(a) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
-        return -1
-    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    return typenum if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64 else -1
-
-
-cdef int _cell_sizes(object x, object U, ptrdiff_t *B, ptrdiff_t *I, ptrdiff_t *H):
-    """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d arrays of it and x is
-    C-contiguous (as _fits checks), else -1; sets B, I to x's shape and H to U's rows."""
-    cdef int typenum = _float_type(x)
-    if typenum < 0 or _float_type(U) != typenum:
-        return -1
-    B[0], I[0] = cnp.PyArray_DIM(<cnp.ndarray>x, 0), cnp.PyArray_DIM(<cnp.ndarray>x, 1)
-    H[0] = cnp.PyArray_DIM(<cnp.ndarray>U, 0)
-    return typenum if _fits(x, typenum, B[0], I[0]) else -1
-
-
-cdef bint _fits(object a, int typenum, ptrdiff_t rows, ptrdiff_t cols):
-    """Whether `a` is a well-behaved C-contiguous ndarray of `typenum` and shape (rows, cols), or
-    (rows,) when cols < 0."""
+cdef bint _fits(object a, int typenum, int ndim, ptrdiff_t d0, ptrdiff_t d1=0, ptrdiff_t d2=0):
+    """Whether `a` is a well-behaved (C-contiguous, aligned, native byte order) ndarray of
+    `typenum` and shape (d0, d1, d2)[:ndim]."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray array = <cnp.ndarray>a
     if (cnp.PyArray_TYPE(array) != typenum or not cnp.PyArray_ISCARRAY_RO(array)
-            or not cnp.PyArray_ISNOTSWAPPED(array)):
+            or not cnp.PyArray_ISNOTSWAPPED(array) or cnp.PyArray_NDIM(array) != ndim):
         return False
-    if cols < 0:
-        return cnp.PyArray_NDIM(array) == 1 and cnp.PyArray_DIM(array, 0) == rows
-    return (cnp.PyArray_NDIM(array) == 2 and cnp.PyArray_DIM(array, 0) == rows
-            and cnp.PyArray_DIM(array, 1) == cols)
+    return ((ndim < 1 or cnp.PyArray_DIM(array, 0) == d0)
+            and (ndim < 2 or cnp.PyArray_DIM(array, 1) == d1)
+            and (ndim < 3 or cnp.PyArray_DIM(array, 2) == d2))
 
 
-cdef _need(bint fits, str name):
-    if not fits:
-        raise ValueError(f"{name}: not the array the matching forward saved")
+cdef bint _fits_shape(object a, int typenum, tuple shape):
+    return _fits(a, typenum, len(shape), shape[0], shape[1] if len(shape) > 1 else 0,
+                 shape[2] if len(shape) > 2 else 0)
 
 
-cdef inline void *_data(object a):
+cdef bint _fits_bias(object b, int typenum, int kind, ptrdiff_t N):
+    cdef int rows = fl_bias_rows(kind)
+    return _fits(b, typenum, 1, N) if rows == 1 else _fits(b, typenum, 2, rows, N)
+
+
+cdef void *_data(object a, str name, int typenum, tuple shape, bint needed) except? NULL:
+    """The data of `a`, which must fit (_fits); NULL where the pass has no use for it (not
+    `needed`) or it is an optional None (`needed` is then None's meaning, zeros: pass False)."""
+    if not needed or a is None:
+        if needed:
+            raise ValueError(f"{name}: expected an array of shape {shape}, got None")
+        return NULL
+    if not _fits_shape(a, typenum, shape):
+        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array of shape "
+                         f"{shape}, got {getattr(a, 'dtype', type(a).__name__)} "
+                         f"{getattr(a, 'shape', '')}")
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef inline const void *_data_or_null(object a):
+cdef void *_optional(object a, str name, int typenum, tuple shape, bint exists) except? NULL:
+    """An optional input: NULL for None (zeros), else its data (when the kind has it)."""
+    return _data(a, name, typenum, shape, exists and a is not None)
+
+
+cdef tuple _bias_shape(int kind, ptrdiff_t N):
+    cdef int rows = fl_bias_rows(kind)
+    if rows == 1:
+        return (N,)
+    return (rows, N)
+
+
+cdef fl_desc _desc(int kind, int typenum, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
+                   int num_threads, int simd) except *:
+    cdef fl_desc d
+    if fl_gates(kind) == 0:
+        raise ValueError(f"kind: expected one of FL_LSTM, FL_GRU, FL_RNN, got {kind}")
+    d.kind, d.dtype = kind, _dtype_of(typenum)
+    d.T, d.B, d.I, d.H = T, B, I, H
+    d.lengths = NULL
+    d.num_threads, d.simd = num_threads, simd
+    return d
+
+
+cdef fl_weights _weights(const fl_desc *d, int typenum, object W, object U, object b) except *:
+    cdef fl_weights w
+    cdef ptrdiff_t N = fl_gates(d.kind) * d.H
+    w.W = _data(W, "W", typenum, (d.I, N), True)
+    w.U = _data(U, "U", typenum, (d.H, N), True)
+    w.b = _data(b, "b", typenum, _bias_shape(d.kind, N), True)
+    return w
+
+
+cdef cnp.ndarray _workspace(int pass_, const fl_desc *d):
+    cdef size_t nbytes
+    _raise_for(fl_workspace(pass_, d, &nbytes))
+    return np.empty(nbytes, np.uint8)
+
+
+# ---- the matrix product of the training toolkit -----------------------------------------------------
+
+def matmul(C, A, B, bint trans_a, bint trans_b, int num_threads, int simd):
+    """C (M, N) := op(A) @ op(B): A (M, K), or (K, M) when trans_a; B (K, N), or (N, K) when
+    trans_b; all of C's dtype."""
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>C)
+    cdef int dtype = _dtype_of(typenum)
+    cdef ptrdiff_t M = C.shape[0], N = C.shape[1]
+    cdef ptrdiff_t K = A.shape[0] if trans_a else A.shape[1]
+    cdef void *c = _data(C, "C", typenum, (M, N), True)
+    cdef const void *a = _data(A, "A", typenum, (K, M) if trans_a else (M, K), True)
+    cdef const void *b = _data(B, "B", typenum, (N, K) if trans_b else (K, N), True)
+    cdef size_t nbytes
+    _raise_for(fl_matmul_workspace(dtype, M, N, K, num_threads, simd, &nbytes))
+    cdef cnp.ndarray work = np.empty(nbytes, np.uint8)
+    cdef void *workspace = cnp.PyArray_DATA(work)
+    cdef int status
+    with nogil:
+        status = fl_matmul(dtype, c, a, b, M, N, K, trans_a, trans_b, num_threads, simd, workspace,
+                           nbytes)
+    _raise_for(status)
+
+
+# ---- sequences ------------------------------------------------------------------------------------
+# Arrays a kind has not (the cell state but for the LSTM, gates for the RNN, hn but for the GRU)
+# are ignored and may be None.
+
+def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, int num_threads,
+            int simd):
+    """hs_ext (T+1, B, H), and the kind's cs_ext (T+1, B, H), gates (T, B, N) and hn (T, B, H),
+    := the forward of xs (T, B, I) from h0, c0 (B, H) (None: zeros), each row for its own length
+    (lengths (B,) np.intp, or None: T)."""
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
+    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
+    cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
+    cdef ptrdiff_t N = fl_gates(kind) * H
+    cdef fl_weights w = _weights(&d, t, W, U, b)
+    cdef fl_inputs inp
+    cdef fl_state out
+    inp.x = _data(xs, "xs", t, (T, B, I), True)
+    inp.h0 = _optional(h0, "h0", t, (B, H), True)
+    inp.c0 = _optional(c0, "c0", t, (B, H), kind == FL_LSTM)
+    out.h = _data(hs_ext, "hs_ext", t, (T + 1, B, H), True)
+    out.c = _data(cs_ext, "cs_ext", t, (T + 1, B, H), kind == FL_LSTM)
+    out.gates = _data(gates, "gates", t, (T, B, N), kind != FL_RNN)
+    out.hn = _data(hn, "hn", t, (T, B, H), kind == FL_GRU)
+    d.lengths = <const ptrdiff_t *>_optional(lengths, "lengths", cnp.NPY_INTP, (B,), True)
+    cdef cnp.ndarray work = _workspace(FL_FORWARD, &d)
+    cdef void *workspace = cnp.PyArray_DATA(work)
+    cdef size_t nbytes = work.shape[0]
+    cdef int status
+    with nogil:
+        status = fl_forward(&d, &out, &inp, &w, workspace, nbytes)
+    _raise_for(status)
+
+
+def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs, dh_T, dc_T, xs,
+             W, U, lengths, int num_threads, int simd):
+    """dxs (T, B, I), dh0 (B, H), the LSTM's dc0 (B, H), dW, dU, db := the backward, from what
+    forward saved, of the gradients dhs (T, B, H), dh_T, dc_T (B, H) (each None: zeros)."""
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
+    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
+    cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
+    cdef ptrdiff_t N = fl_gates(kind) * H
+    cdef fl_weights w
+    w.W = _data(W, "W", t, (I, N), True)
+    w.U = _data(U, "U", t, (H, N), True)
+    w.b = NULL
+    cdef fl_inputs inp
+    inp.x = _data(xs, "xs", t, (T, B, I), True)
+    inp.h0 = inp.c0 = NULL
+    cdef fl_state saved
+    saved.h = _data(hs_ext, "hs_ext", t, (T + 1, B, H), True)
+    saved.c = _data(cs_ext, "cs_ext", t, (T + 1, B, H), kind == FL_LSTM)
+    saved.gates = _data(gates, "gates", t, (T, B, N), kind != FL_RNN)
+    saved.hn = _data(hn, "hn", t, (T, B, H), kind == FL_GRU)
+    cdef fl_output_grads dout
+    dout.dhs = _optional(dhs, "dhs", t, (T, B, H), True)
+    dout.dh_T = _optional(dh_T, "dh_T", t, (B, H), True)
+    dout.dc_T = _optional(dc_T, "dc_T", t, (B, H), kind == FL_LSTM)
+    cdef fl_grads out
+    out.dx = _data(dxs, "dxs", t, (T, B, I), True)
+    out.dh0 = _data(dh0, "dh0", t, (B, H), True)
+    out.dc0 = _data(dc0, "dc0", t, (B, H), kind == FL_LSTM)
+    out.dW = _data(dW, "dW", t, (I, N), True)
+    out.dU = _data(dU, "dU", t, (H, N), True)
+    out.db = _data(db, "db", t, _bias_shape(kind, N), True)
+    d.lengths = <const ptrdiff_t *>_optional(lengths, "lengths", cnp.NPY_INTP, (B,), True)
+    cdef cnp.ndarray work = _workspace(FL_BACKWARD, &d)
+    cdef void *workspace = cnp.PyArray_DATA(work)
+    cdef size_t nbytes = work.shape[0]
+    cdef int status
+    with nogil:
+        status = fl_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
+    _raise_for(status)
+
+
+# ---- cells ------------------------------------------------------------------------------------------
+# A cell is called once per time step from the user's own loop, so its call must cost little: the
+# wall is handed the user's arguments as they are, and when they already fit (arrays of one float
+# dtype, C-contiguous, of fitting shapes: a loop's usual case) it computes the step in this one call,
+# its scratch on the stack when it is small. Otherwise it returns None, and the caller checks and
+# converts the arguments (raising the reference's errors) and calls again.
+
+# Bytes of scratch a cell takes from the stack rather than from a new array.
+cdef enum:
+    STACK_SCRATCH = 16384
+
+cdef int _cell_typenum(object x, object U):
+    """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d ndarrays of it, else -1."""
+    if type(x) is not cnp.ndarray or type(U) is not cnp.ndarray:
+        return -1
+    if cnp.PyArray_NDIM(<cnp.ndarray>x) != 2 or cnp.PyArray_NDIM(<cnp.ndarray>U) != 2:
+        return -1
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        return -1
+    return typenum if cnp.PyArray_TYPE(<cnp.ndarray>U) == typenum else -1
+
+
+cdef cnp.ndarray _empty(tuple shape, int typenum):
+    """A new C-contiguous array of `shape` (1-d or 2-d)."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = shape[0]
+    dims[1] = shape[1] if len(shape) > 1 else 0
+    return cnp.PyArray_EMPTY(len(shape), dims, typenum, 0)
+
+
+cdef inline ptrdiff_t _dim(object a, int axis):
+    return cnp.PyArray_DIM(<cnp.ndarray>a, axis)
+
+
+cdef inline void *_ptr(object a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef cnp.ndarray _empty(ptrdiff_t rows, ptrdiff_t cols, int typenum):
-    """A new C-contiguous array of shape (rows, cols), or (rows,) when cols < 0."""
-    cdef cnp.npy_intp dims[2]
-    dims[0] = rows
-    dims[1] = cols
-    return cnp.PyArray_EMPTY(1 if cols < 0 else 2, dims, typenum, 0)
-
-
-def lstm_cell_forward(x, h_prev, c_prev, W, U, b, int num_threads, int simd):
-    """(h, c, a copy of c, gates) of one LSTM step, h and c (B, H), gates (B, 4H) the activations
-    i, f, g, o; None when the arguments do not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+def cell_forward(int kind, x, h_prev, c_prev, W, U, b, int num_threads, int simd):
+    """The outputs of one step: the LSTM's (h, c, a copy of c, gates), the GRU's (h, gates, hn),
+    the RNN's h; h, c, hn (B, H), gates (B, N) the activations (LSTM i, f, g, o; GRU r, z, n). None
+    when the arguments do not fit yet."""
+    cdef int t = _cell_typenum(x, U)
     if t < 0:
         return None
-    if not (_fits(h_prev, t, B, H) and _fits(c_prev, t, B, H) and _fits(W, t, I, 4 * H)
-            and _fits(U, t, H, 4 * H) and _fits(b, t, 4 * H, -1)):
+    cdef ptrdiff_t B = _dim(x, 0), I = _dim(x, 1), H = _dim(U, 0)
+    cdef ptrdiff_t N = fl_gates(kind) * H
+    if not (_fits(x, t, 2, B, I) and _fits(h_prev, t, 2, B, H)
+            and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H)) and _fits(W, t, 2, I, N)
+            and _fits(U, t, 2, H, N) and _fits_bias(b, t, kind, N)):
         return None
-    h, c, gates = _empty(B, H, t), _empty(B, H, t), _empty(B, 4 * H, t)
-    cdef void *ph = _data(h)
-    cdef void *pc = _data(c)
-    cdef void *pg = _data(gates)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *pc_prev = _data(c_prev)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef const void *pb = _data(b)
+    cdef fl_desc d = _desc(kind, t, 1, B, I, H, num_threads, simd)
+    h = _empty((B, H), t)
+    c = _empty((B, H), t) if kind == FL_LSTM else None
+    gates = _empty((B, N), t) if kind != FL_RNN else None
+    hn = _empty((B, H), t) if kind == FL_GRU else None
+    cdef fl_weights w
+    cdef fl_inputs inp
+    cdef fl_state out
+    w.W, w.U, w.b = _ptr(W), _ptr(U), _ptr(b)
+    inp.x, inp.h0, inp.c0 = _ptr(x), _ptr(h_prev), _ptr(c_prev) if kind == FL_LSTM else NULL
+    out.h, out.c, out.gates, out.hn = _ptr(h), _ptr(c), _ptr(gates), _ptr(hn)
+    cdef size_t nbytes
+    cdef unsigned char stack[STACK_SCRATCH]
+    _raise_for(fl_workspace(FL_CELL_FORWARD, &d, &nbytes))
+    work = None if nbytes <= STACK_SCRATCH else np.empty(nbytes, np.uint8)
+    cdef void *workspace = <void *>stack if work is None else _ptr(work)
     cdef int status
     with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_lstm_cell_forward_f32(<float *>ph, <float *>pc, <float *>pg, <const float *>px,
-                                              <const float *>ph_prev, <const float *>pc_prev,
-                                              <const float *>pW, <const float *>pU,
-                                              <const float *>pb, B, I, H, num_threads, simd)
-        else:
-            status = fl_lstm_cell_forward_f64(<double *>ph, <double *>pc, <double *>pg,
-                                              <const double *>px, <const double *>ph_prev,
-                                              <const double *>pc_prev, <const double *>pW,
-                                              <const double *>pU, <const double *>pb, B, I, H,
-                                              num_threads, simd)
+        status = fl_cell_forward(&d, &out, &inp, &w, workspace, nbytes)
     _raise_for(status)
-    # c twice: the cache keeps its own, as the caller may change the returned one (say, a reset)
-    return h, c, cnp.PyArray_NewCopy(c, cnp.NPY_CORDER), gates
-
-
-def lstm_cell_backward(dh, dc, x, h_prev, c_prev, c, gates, W, U, int num_threads, int simd):
-    """(dx, dh_prev, dc_prev, dW, dU, db) of one LSTM step from what lstm_cell_forward used and
-    gave; None when dh or dc (each None or (B, H)) do not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
-    _need(t >= 0, "cache")
-    _need(_fits(h_prev, t, B, H) and _fits(c_prev, t, B, H) and _fits(c, t, B, H)
-          and _fits(gates, t, B, 4 * H) and _fits(W, t, I, 4 * H) and _fits(U, t, H, 4 * H), "cache")
-    if not ((dh is None or _fits(dh, t, B, H)) and (dc is None or _fits(dc, t, B, H))):
-        return None
-    dx, dh_prev, dc_prev = _empty(B, I, t), _empty(B, H, t), _empty(B, H, t)
-    dW, dU, db, dz = _empty(I, 4 * H, t), _empty(H, 4 * H, t), _empty(4 * H, -1, t), _empty(B, 4 * H, t)
-    cdef void *pdx = _data(dx)
-    cdef void *pdh_prev = _data(dh_prev)
-    cdef void *pdc_prev = _data(dc_prev)
-    cdef void *pdW = _data(dW)
-    cdef void *pdU = _data(dU)
-    cdef void *pdb = _data(db)
-    cdef void *pdz = _data(dz)
-    cdef const void *pdh = _data_or_null(dh)
-    cdef const void *pdc = _data_or_null(dc)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *pc_prev = _data(c_prev)
-    cdef const void *pc = _data(c)
-    cdef const void *pg = _data(gates)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef int status
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_lstm_cell_backward_f32(
-                <float *>pdx, <float *>pdh_prev, <float *>pdc_prev, <float *>pdW, <float *>pdU,
-                <float *>pdb, <float *>pdz, <const float *>pdh, <const float *>pdc,
-                <const float *>px, <const float *>ph_prev, <const float *>pc_prev,
-                <const float *>pc, <const float *>pg, <const float *>pW, <const float *>pU, B, I, H,
-                num_threads, simd)
-        else:
-            status = fl_lstm_cell_backward_f64(
-                <double *>pdx, <double *>pdh_prev, <double *>pdc_prev, <double *>pdW, <double *>pdU,
-                <double *>pdb, <double *>pdz, <const double *>pdh, <const double *>pdc,
-                <const double *>px, <const double *>ph_prev, <const double *>pc_prev,
-                <const double *>pc, <const double *>pg, <const double *>pW, <const double *>pU, B, I,
-                H, num_threads, simd)
-    _raise_for(status)
-    return dx, dh_prev, dc_prev, dW, dU, db
-
-
-def rnn_cell_forward(x, h_prev, W, U, b, int num_threads, int simd):
-    """h (B, H) of one RNN step; None when the arguments do not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
-    if t < 0:
-        return None
-    if not (_fits(h_prev, t, B, H) and _fits(W, t, I, H) and _fits(U, t, H, H)
-            and _fits(b, t, H, -1)):
-        return None
-    h = _empty(B, H, t)
-    cdef void *ph = _data(h)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef const void *pb = _data(b)
-    cdef int status
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_rnn_cell_forward_f32(<float *>ph, <const float *>px, <const float *>ph_prev,
-                                             <const float *>pW, <const float *>pU, <const float *>pb,
-                                             B, I, H, num_threads, simd)
-        else:
-            status = fl_rnn_cell_forward_f64(<double *>ph, <const double *>px,
-                                             <const double *>ph_prev, <const double *>pW,
-                                             <const double *>pU, <const double *>pb, B, I, H,
-                                             num_threads, simd)
-    _raise_for(status)
+    if kind == FL_LSTM:
+        # c twice: the cache keeps its own, as the caller may change the returned one (a reset)
+        return h, c, cnp.PyArray_NewCopy(c, cnp.NPY_CORDER), gates
+    if kind == FL_GRU:
+        return h, gates, hn
     return h
 
 
-def rnn_cell_backward(dh, x, h_prev, h, W, U, int num_threads, int simd):
-    """(dx, dh_prev, dW, dU, db) of one RNN step from what rnn_cell_forward used and gave; None
-    when dh (None or (B, H)) does not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
-    _need(t >= 0, "cache")
-    _need(_fits(h_prev, t, B, H) and _fits(h, t, B, H) and _fits(W, t, I, H)
-          and _fits(U, t, H, H), "cache")
-    if not (dh is None or _fits(dh, t, B, H)):
-        return None
-    dx, dh_prev, dz = _empty(B, I, t), _empty(B, H, t), _empty(B, H, t)
-    dW, dU, db = _empty(I, H, t), _empty(H, H, t), _empty(H, -1, t)
-    cdef void *pdx = _data(dx)
-    cdef void *pdh_prev = _data(dh_prev)
-    cdef void *pdW = _data(dW)
-    cdef void *pdU = _data(dU)
-    cdef void *pdb = _data(db)
-    cdef void *pdz = _data(dz)
-    cdef const void *pdh = _data_or_null(dh)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *ph = _data(h)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef int status
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_rnn_cell_backward_f32(
-                <float *>pdx, <float *>pdh_prev, <float *>pdW, <float *>pdU, <float *>pdb,
-                <float *>pdz, <const float *>pdh, <const float *>px, <const float *>ph_prev,
-                <const float *>ph, <const float *>pW, <const float *>pU, B, I, H, num_threads, simd)
-        else:
-            status = fl_rnn_cell_backward_f64(
-                <double *>pdx, <double *>pdh_prev, <double *>pdW, <double *>pdU, <double *>pdb,
-                <double *>pdz, <const double *>pdh, <const double *>px, <const double *>ph_prev,
-                <const double *>ph, <const double *>pW, <const double *>pU, B, I, H, num_threads,
-                simd)
-    _raise_for(status)
-    return dx, dh_prev, dW, dU, db
-
-
-def gru_cell_forward(x, h_prev, W, U, b, int num_threads, int simd):
-    """(h, gates, hn) of one GRU step: h and hn (B, H), gates (B, 3H) the activations r, z, n, hn
-    the recurrent part of n; None when the arguments do not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
+def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, int num_threads,
+                  int simd):
+    """The gradients of one step from what cell_forward used and gave: (dx, dh_prev, dc_prev,
+    dW, dU, db) for the LSTM, (dx, dh_prev, dW, dU, db) for the others. None when dh or dc (each
+    None or (B, H); the GRU's dh required) do not fit yet; ValueError when the cache does not."""
+    cdef int t = _cell_typenum(x, U)
     if t < 0:
+        raise ValueError("cache: not the arrays the matching forward saved")
+    cdef ptrdiff_t B = _dim(x, 0), I = _dim(x, 1), H = _dim(U, 0)
+    cdef ptrdiff_t N = fl_gates(kind) * H
+    if not (_fits(x, t, 2, B, I) and _fits(h_prev, t, 2, B, H) and _fits(W, t, 2, I, N)
+            and _fits(U, t, 2, H, N) and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H))
+            and (kind != FL_LSTM or _fits(c, t, 2, B, H))
+            and (kind != FL_RNN or _fits(h, t, 2, B, H))
+            and (kind == FL_RNN or _fits(gates, t, 2, B, N))
+            and (kind != FL_GRU or _fits(hn, t, 2, B, H))):
+        raise ValueError("cache: not the arrays the matching forward saved")
+    if not ((dh is None and kind != FL_GRU) or _fits(dh, t, 2, B, H)):
         return None
-    if not (_fits(h_prev, t, B, H) and _fits(W, t, I, 3 * H) and _fits(U, t, H, 3 * H)
-            and _fits(b, t, 2, 3 * H)):
+    if kind == FL_LSTM and not (dc is None or _fits(dc, t, 2, B, H)):
         return None
-    h, gates, hn, gh = _empty(B, H, t), _empty(B, 3 * H, t), _empty(B, H, t), _empty(B, 3 * H, t)
-    cdef void *ph = _data(h)
-    cdef void *pg = _data(gates)
-    cdef void *phn = _data(hn)
-    cdef void *pgh = _data(gh)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef const void *pb = _data(b)
+    cdef fl_desc d = _desc(kind, t, 1, B, I, H, num_threads, simd)
+    dx, dh_prev = _empty((B, I), t), _empty((B, H), t)
+    dc_prev = _empty((B, H), t) if kind == FL_LSTM else None
+    dW, dU, db = _empty((I, N), t), _empty((H, N), t), _empty(_bias_shape(kind, N), t)
+    cdef fl_weights w
+    cdef fl_inputs inp
+    cdef fl_state saved
+    cdef fl_output_grads dout
+    cdef fl_grads out
+    w.W, w.U, w.b = _ptr(W), _ptr(U), NULL
+    inp.x, inp.h0, inp.c0 = _ptr(x), _ptr(h_prev), _ptr(c_prev) if kind == FL_LSTM else NULL
+    saved.h = _ptr(h) if kind == FL_RNN else NULL
+    saved.c = _ptr(c) if kind == FL_LSTM else NULL
+    saved.gates = _ptr(gates) if kind != FL_RNN else NULL
+    saved.hn = _ptr(hn) if kind == FL_GRU else NULL
+    dout.dhs, dout.dh_T, dout.dc_T = NULL, _ptr(dh), _ptr(dc) if kind == FL_LSTM else NULL
+    out.dx, out.dh0, out.dc0 = _ptr(dx), _ptr(dh_prev), _ptr(dc_prev)
+    out.dW, out.dU, out.db = _ptr(dW), _ptr(dU), _ptr(db)
+    cdef size_t nbytes
+    cdef unsigned char stack[STACK_SCRATCH]
+    _raise_for(fl_workspace(FL_CELL_BACKWARD, &d, &nbytes))
+    work = None if nbytes <= STACK_SCRATCH else np.empty(nbytes, np.uint8)
+    cdef void *workspace = <void *>stack if work is None else _ptr(work)
     cdef int status
     with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_gru_cell_forward_f32(<float *>ph, <float *>pg, <float *>phn, <float *>pgh,
-                                             <const float *>px, <const float *>ph_prev,
-                                             <const float *>pW, <const float *>pU,
-                                             <const float *>pb, B, I, H, num_threads, simd)
-        else:
-            status = fl_gru_cell_forward_f64(<double *>ph, <double *>pg, <double *>phn,
-                                             <double *>pgh, <const double *>px,
-                                             <const double *>ph_prev, <const double *>pW,
-                                             <const double *>pU, <const double *>pb, B, I, H,
-                                             num_threads, simd)
+        status = fl_cell_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
     _raise_for(status)
-    return h, gates, hn
-
-
-def gru_cell_backward(dh, x, h_prev, gates, hn, W, U, int num_threads, int simd):
-    """(dx, dh_prev, dW, dU, db) of one GRU step from what gru_cell_forward used and gave; None
-    when dh ((B, H), required) does not fit yet."""
-    cdef ptrdiff_t B, I, H
-    cdef int t = _cell_sizes(x, U, &B, &I, &H)
-    _need(t >= 0, "cache")
-    _need(_fits(h_prev, t, B, H) and _fits(gates, t, B, 3 * H) and _fits(hn, t, B, H)
-          and _fits(W, t, I, 3 * H) and _fits(U, t, H, 3 * H), "cache")
-    if not _fits(dh, t, B, H):
-        return None
-    dx, dh_prev, dz = _empty(B, I, t), _empty(B, H, t), _empty(2 * B, 3 * H, t)
-    dW, dU, db = _empty(I, 3 * H, t), _empty(H, 3 * H, t), _empty(2, 3 * H, t)
-    cdef void *pdx = _data(dx)
-    cdef void *pdh_prev = _data(dh_prev)
-    cdef void *pdW = _data(dW)
-    cdef void *pdU = _data(dU)
-    cdef void *pdb = _data(db)
-    cdef void *pdz = _data(dz)
-    cdef const void *pdh = _data(dh)
-    cdef const void *px = _data(x)
-    cdef const void *ph_prev = _data(h_prev)
-    cdef const void *pg = _data(gates)
-    cdef const void *phn = _data(hn)
-    cdef const void *pW = _data(W)
-    cdef const void *pU = _data(U)
-    cdef int status
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = fl_gru_cell_backward_f32(
-                <float *>pdx, <float *>pdh_prev, <float *>pdW, <float *>pdU, <float *>pdb,
-                <float *>pdz, <const float *>pdh, <const float *>px, <const float *>ph_prev,
-                <const float *>pg, <const float *>phn, <const float *>pW, <const float *>pU, B, I,
-                H, num_threads, simd)
-        else:
-            status = fl_gru_cell_backward_f64(
-                <double *>pdx, <double *>pdh_prev, <double *>pdW, <double *>pdU, <double *>pdb,
-                <double *>pdz, <const double *>pdh, <const double *>px, <const double *>ph_prev,
-                <const double *>pg, <const double *>phn, <const double *>pW, <const double *>pU,
-                B, I, H, num_threads, simd)
-    _raise_for(status)
+    if kind == FL_LSTM:
+        return dx, dh_prev, dc_prev, dW, dU, db
     return dx, dh_prev, dW, dU, db

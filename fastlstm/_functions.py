@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _config, _core, _validate, reference
+from ._kinds import GRU, LSTM, RNN, Kind, bias_shape
 
 __all__ = reference.__all__
 
@@ -36,275 +37,219 @@ def _mirror(reference_function: Callable[..., Any]) -> Callable[[Function], Func
     return decorate
 
 
-class _LSTMCache:
-    """What lstm_forward keeps for lstm_backward (arrays in the forward's dtype, and the lengths,
-    np.intp or None)."""
+class _SequenceCache:
+    """What a sequence forward keeps for its backward: xs, the arrays its kind saves (hs_ext
+    (T+1, B, H); the LSTM's cs_ext (T+1, B, H); gates (T, B, G*H), the activations; the GRU's hn
+    (T, B, H), the recurrent part of n; None where the kind has none), W, U and the lengths
+    (np.intp, or None). One subclass per kind, so that a backward takes only its own forward's."""
 
-    __slots__ = ("xs", "hs_ext", "cs_ext", "gates", "W", "U", "lengths")
+    __slots__ = ("xs", "hs_ext", "cs_ext", "gates", "hn", "W", "U", "lengths")
+    kind: Kind
 
-    def __init__(self, xs, hs_ext, cs_ext, gates, W, U, lengths):
-        self.xs, self.hs_ext, self.cs_ext, self.gates, self.W, self.U = (
-            xs, hs_ext, cs_ext, gates, W, U)
-        self.lengths = lengths
-
-
-class _RNNCache:
-    """What rnn_forward keeps for rnn_backward."""
-
-    __slots__ = ("xs", "hs_ext", "W", "U", "lengths")
-
-    def __init__(self, xs, hs_ext, W, U, lengths):
-        self.xs, self.hs_ext, self.W, self.U, self.lengths = xs, hs_ext, W, U, lengths
+    def __init__(self, xs, hs_ext, cs_ext, gates, hn, W, U, lengths):
+        self.xs, self.hs_ext, self.cs_ext, self.gates, self.hn = xs, hs_ext, cs_ext, gates, hn
+        self.W, self.U, self.lengths = W, U, lengths
 
 
-class _GRUCache:
-    """What gru_forward keeps for gru_backward: gates (T, B, 3H) holds every step's r, z, n, and
-    hn (T, B, H) every step's h_{t-1} @ U_n + b[1]_n, the recurrent part of n."""
+class _LSTMCache(_SequenceCache):
+    __slots__ = ()
+    kind = LSTM
 
-    __slots__ = ("xs", "hs_ext", "gates", "hn", "W", "U", "lengths")
 
-    def __init__(self, xs, hs_ext, gates, hn, W, U, lengths):
-        self.xs, self.hs_ext, self.gates, self.hn, self.W, self.U = xs, hs_ext, gates, hn, W, U
-        self.lengths = lengths
+class _GRUCache(_SequenceCache):
+    __slots__ = ()
+    kind = GRU
+
+
+class _RNNCache(_SequenceCache):
+    __slots__ = ()
+    kind = RNN
 
 
 # The cells' caches are tuples, made once per step: a tuple subclass costs a third of a class with
-# named slots (measured, ~0.2 us against ~0.5 us), and its fields are the wall's arguments in order.
+# named slots (measured, ~0.2 us against ~0.5 us). Their fields are the wall's arguments in order:
+# (x, h_prev, c_prev, h, c, gates, hn, W, U), None where the kind has none.
 
 class _LSTMCellCache(tuple):
-    """What lstm_cell_forward keeps for lstm_cell_backward: (x, h_prev, c_prev, c, gates, W, U)."""
+    __slots__ = ()
 
+
+class _GRUCellCache(tuple):
     __slots__ = ()
 
 
 class _RNNCellCache(tuple):
-    """What rnn_cell_forward keeps for rnn_cell_backward: (x, h_prev, h, W, U)."""
-
     __slots__ = ()
+
+
+_CACHES = {LSTM: (_LSTMCache, _LSTMCellCache), GRU: (_GRUCache, _GRUCellCache),
+           RNN: (_RNNCache, _RNNCellCache)}
 
 
 def _zeros_if_none(state, like, H):
     return np.zeros((like.shape[0], H), like.dtype) if state is None else state
 
 
-class _GRUCellCache(tuple):
-    """What gru_cell_forward keeps for gru_cell_backward: (x, h_prev, gates, hn, W, U)."""
-
-    __slots__ = ()
+# ---- one body per pass, for every kind --------------------------------------------------------------
 
 
-# ---- LSTM -----------------------------------------------------------------------------------------
-
-
-def _lstm_forward(xs, h0, c0, W, U, b, lengths):
+def _forward(kind, xs, h0, c0, W, U, b, lengths):
+    """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments."""
     T, B, _ = xs.shape
-    H = U.shape[0]
-    hs_ext = np.empty((T + 1, B, H), xs.dtype)
-    cs_ext = np.empty((T + 1, B, H), xs.dtype)
-    gates = np.empty((T, B, 4 * H), xs.dtype)
-    _core.lstm_forward(hs_ext, cs_ext, gates, h0, c0, xs, W, U, b, lengths,
-                       *_config.kernel_args())
-    cache = _LSTMCache(xs, hs_ext, cs_ext, gates, W, U, lengths)
-    return hs_ext[1:], hs_ext[T].copy(), cs_ext[T].copy(), cache
+    H, dtype = U.shape[0], xs.dtype
+    saved = {name: np.empty((T + 1, B, H) if name.endswith("_ext") else
+                            (T, B, kind.gates * H) if name == "gates" else (T, B, H), dtype)
+             for name in kind.saved}
+    hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
+    _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0, c0, xs, W,
+                  U, b, lengths, *_config.kernel_args())
+    cache = _CACHES[kind][0](xs, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), W, U,
+                             lengths)
+    finals = (hs_ext[T].copy(), cs_ext[T].copy()) if kind.cell_state else (hs_ext[T].copy(),)
+    return (hs_ext[1:],) + finals + (cache,)
 
 
-def _lstm_backward(dhs, dh_T, dc_T, k):
-    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
-    dxs = np.empty((T, B, I), dtype)
-    dh0, dc0 = np.empty((B, H), dtype), np.empty((B, H), dtype)
-    dW, dU, db = np.empty((I, 4 * H), dtype), np.empty((H, 4 * H), dtype), np.empty(4 * H, dtype)
-    _core.lstm_backward(dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates, dhs, dh_T, dc_T,
-                        k.xs, k.W, k.U, k.lengths, *_config.kernel_args())
-    return dxs, dh0, dc0, dW, dU, db
+def _backward(dhs, dh_T, dc_T, k):
+    """(dxs, dh0, [dc0,] dW, dU, db) of a sequence backward on checked gradients."""
+    kind, (T, B, I), H, dtype = k.kind, k.xs.shape, k.U.shape[0], k.xs.dtype
+    N = kind.gates * H
+    dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
+    dc0 = np.empty((B, H), dtype) if kind.cell_state else None
+    dW, dU, db = np.empty((I, N), dtype), np.empty((H, N), dtype), np.empty(bias_shape(kind, H),
+                                                                            dtype)
+    _core.backward(kind.code, dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates, k.hn, dhs,
+                   dh_T, dc_T, k.xs, k.W, k.U, k.lengths, *_config.kernel_args())
+    return (dxs, dh0, dc0, dW, dU, db) if kind.cell_state else (dxs, dh0, dW, dU, db)
+
+
+def _sequence_forward(kind, xs, states, W, U, b, lengths):
+    names = ("h0", "c0") if kind.cell_state else ("h0",)
+    xs, states, W, U, b = _validate.recurrent_args(
+        kind, ("xs", xs), list(zip(names, states)), W, U, b, sequence=True)
+    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
+    return _forward(kind, xs, *states, *([None] * (2 - len(states))), W, U, b, lengths)
+
+
+def _sequence_backward(kind, dhs, finals, cache):
+    names = ("dh_T", "dc_T") if kind.cell_state else ("dh_T",)
+    dhs, *finals = _validate.sequence_gradients(cache, _CACHES[kind][0], f"fastlstm.{kind.name}"
+                                                "_forward", dhs, **dict(zip(names, finals)))
+    return _backward(dhs, *finals, *([None] * (2 - len(finals))), cache)
+
+
+def _cell_forward(kind, x, h_prev, c_prev, W, U, b):
+    """(h, [c,] cache) of a cell forward: the arguments as they are when they fit, else checked
+    and converted, then offered again."""
+    threads, simd = _config.kernel_args()
+    out = _core.cell_forward(kind.code, x, h_prev, c_prev, W, U, b, threads, simd)
+    if out is None:
+        names = ("h_prev", "c_prev") if kind.cell_state else ("h_prev",)
+        states = (h_prev, c_prev) if kind.cell_state else (h_prev,)
+        x, states, W, U, b = _validate.recurrent_args(
+            kind, ("x", x), list(zip(names, states)), W, U, b, sequence=False)
+        h_prev, c_prev = (_zeros_if_none(s, x, U.shape[0]) for s in states + [None] * (2 - len(states)))
+        out = _core.cell_forward(kind.code, x, h_prev, c_prev, W, U, b, threads, simd)
+    cache_type = _CACHES[kind][1]
+    if kind is LSTM:
+        h, c, c_kept, gates = out
+        return h, c, cache_type((x, h_prev, c_prev, None, c_kept, gates, None, W, U))
+    if kind is GRU:
+        h, gates, hn = out
+        return h, cache_type((x, h_prev, None, None, None, gates, hn, W, U))
+    # The RNN's cache shares h with the caller, as the reference's does.
+    return out, cache_type((x, h_prev, None, out, None, None, None, W, U))
+
+
+def _cell_backward(kind, dh, dc, cache):
+    _validate.check_cache(cache, _CACHES[kind][1], f"fastlstm.{kind.name}_cell_forward")
+    threads, simd = _config.kernel_args()
+    out = _core.cell_backward(kind.code, dh, dc, *cache, threads, simd)
+    if out is None:
+        x, *_, U = cache
+        shape = (x.shape[0], U.shape[0])
+        dh = _validate.gradient("dh", dh, shape, "(B, H)", x.dtype)
+        dc = _validate.gradient("dc", dc, shape, "(B, H)", x.dtype)
+        if kind is GRU and dh is None:  # the GRU's cell takes its dh whole
+            dh = np.zeros(shape, x.dtype)
+        out = _core.cell_backward(kind.code, dh, dc, *cache, threads, simd)
+    return out
+
+
+# ---- the public functions: the reference's names and signatures --------------------------------------
 
 
 @_mirror(reference.lstm_forward)
 def lstm_forward(xs: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike], W: ArrayLike,
                  U: ArrayLike, b: ArrayLike, lengths: Optional[ArrayLike] = None
                  ) -> tuple[Array, Array, Array, _LSTMCache]:
-    xs, (h0, c0), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
-    )
-    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
-    return _lstm_forward(xs, h0, c0, W, U, b, lengths)
+    return _sequence_forward(LSTM, xs, (h0, c0), W, U, b, lengths)
 
 
 @_mirror(reference.lstm_backward)
 def lstm_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], dc_T: Optional[ArrayLike],
                   cache: _LSTMCache) -> tuple[Array, Array, Array, Array, Array, Array]:
-    dhs, dh_T, dc_T = _validate.sequence_gradients(
-        cache, _LSTMCache, "fastlstm.lstm_forward", dhs, dh_T=dh_T, dc_T=dc_T
-    )
-    return _lstm_backward(dhs, dh_T, dc_T, cache)
+    return _sequence_backward(LSTM, dhs, (dh_T, dc_T), cache)
 
 
 @_mirror(reference.lstm_cell_forward)
 def lstm_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], c_prev: Optional[ArrayLike],
                       W: ArrayLike, U: ArrayLike, b: ArrayLike
                       ) -> tuple[Array, Array, _LSTMCellCache]:
-    threads, simd = _config.kernel_args()
-    out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
-    if out is None:
-        x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
-            ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
-        )
-        h_prev, c_prev = (_zeros_if_none(s, x, U.shape[0]) for s in (h_prev, c_prev))
-        out = _core.lstm_cell_forward(x, h_prev, c_prev, W, U, b, threads, simd)
-    h, c, c_kept, gates = out
-    return h, c, _LSTMCellCache((x, h_prev, c_prev, c_kept, gates, W, U))
+    return _cell_forward(LSTM, x, h_prev, c_prev, W, U, b)
 
 
 @_mirror(reference.lstm_cell_backward)
 def lstm_cell_backward(dh: Optional[ArrayLike], dc: Optional[ArrayLike], cache: _LSTMCellCache
                        ) -> tuple[Array, Array, Array, Array, Array, Array]:
-    _validate.check_cache(cache, _LSTMCellCache, "fastlstm.lstm_cell_forward")
-    threads, simd = _config.kernel_args()
-    out = _core.lstm_cell_backward(dh, dc, *cache, threads, simd)
-    if out is None:
-        x, *_, U = cache
-        shape = (x.shape[0], U.shape[0])
-        dh = _validate.gradient("dh", dh, shape, "(B, H)", x.dtype)
-        dc = _validate.gradient("dc", dc, shape, "(B, H)", x.dtype)
-        out = _core.lstm_cell_backward(dh, dc, *cache, threads, simd)
-    return out
-
-
-# ---- RNN ------------------------------------------------------------------------------------------
-
-
-def _rnn_forward(xs, h0, W, U, b, lengths):
-    T, B, _ = xs.shape
-    hs_ext = np.empty((T + 1, B, U.shape[0]), xs.dtype)
-    _core.rnn_forward(hs_ext, h0, xs, W, U, b, lengths, *_config.kernel_args())
-    return hs_ext[1:], hs_ext[T].copy(), _RNNCache(xs, hs_ext, W, U, lengths)
-
-
-def _rnn_backward(dhs, dh_T, k):
-    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
-    dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
-    dW, dU, db = np.empty((I, H), dtype), np.empty((H, H), dtype), np.empty(H, dtype)
-    _core.rnn_backward(dxs, dh0, dW, dU, db, k.hs_ext, dhs, dh_T, k.xs, k.W, k.U, k.lengths,
-                       *_config.kernel_args())
-    return dxs, dh0, dW, dU, db
+    return _cell_backward(LSTM, dh, dc, cache)
 
 
 @_mirror(reference.rnn_forward)
 def rnn_forward(xs: ArrayLike, h0: Optional[ArrayLike], W: ArrayLike, U: ArrayLike, b: ArrayLike,
                 lengths: Optional[ArrayLike] = None) -> tuple[Array, Array, _RNNCache]:
-    xs, (h0,), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
-    )
-    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
-    return _rnn_forward(xs, h0, W, U, b, lengths)
+    return _sequence_forward(RNN, xs, (h0,), W, U, b, lengths)
 
 
 @_mirror(reference.rnn_backward)
 def rnn_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], cache: _RNNCache
                  ) -> tuple[Array, Array, Array, Array, Array]:
-    dhs, dh_T = _validate.sequence_gradients(
-        cache, _RNNCache, "fastlstm.rnn_forward", dhs, dh_T=dh_T
-    )
-    return _rnn_backward(dhs, dh_T, cache)
+    return _sequence_backward(RNN, dhs, (dh_T,), cache)
 
 
 @_mirror(reference.rnn_cell_forward)
 def rnn_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], W: ArrayLike, U: ArrayLike,
                      b: ArrayLike) -> tuple[Array, _RNNCellCache]:
-    threads, simd = _config.kernel_args()
-    h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
-    if h is None:
-        x, (h_prev,), W, U, b = _validate.recurrent_args(
-            ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
-        )
-        h_prev = _zeros_if_none(h_prev, x, U.shape[0])
-        h = _core.rnn_cell_forward(x, h_prev, W, U, b, threads, simd)
-    # The cache shares h with the caller, as the reference's does.
-    return h, _RNNCellCache((x, h_prev, h, W, U))
+    return _cell_forward(RNN, x, h_prev, None, W, U, b)
 
 
 @_mirror(reference.rnn_cell_backward)
 def rnn_cell_backward(dh: Optional[ArrayLike], cache: _RNNCellCache
                       ) -> tuple[Array, Array, Array, Array, Array]:
-    _validate.check_cache(cache, _RNNCellCache, "fastlstm.rnn_cell_forward")
-    threads, simd = _config.kernel_args()
-    out = _core.rnn_cell_backward(dh, *cache, threads, simd)
-    if out is None:
-        x, *_, U = cache
-        dh = _validate.gradient("dh", dh, (x.shape[0], U.shape[0]), "(B, H)", x.dtype)
-        out = _core.rnn_cell_backward(dh, *cache, threads, simd)
-    return out
-
-
-# ---- GRU ------------------------------------------------------------------------------------------
-
-
-def _gru_forward(xs, h0, W, U, b, lengths):
-    T, B, _ = xs.shape
-    H = U.shape[0]
-    hs_ext = np.empty((T + 1, B, H), xs.dtype)
-    gates = np.empty((T, B, 3 * H), xs.dtype)
-    hn = np.empty((T, B, H), xs.dtype)
-    _core.gru_forward(hs_ext, gates, hn, h0, xs, W, U, b, lengths, *_config.kernel_args())
-    return hs_ext[1:], hs_ext[T].copy(), _GRUCache(xs, hs_ext, gates, hn, W, U, lengths)
-
-
-def _gru_backward(dhs, dh_T, k):
-    (T, B, I), H, dtype = k.xs.shape, k.U.shape[0], k.xs.dtype
-    dxs, dh0 = np.empty((T, B, I), dtype), np.empty((B, H), dtype)
-    dW, dU = np.empty((I, 3 * H), dtype), np.empty((H, 3 * H), dtype)
-    db = np.empty((2, 3 * H), dtype)
-    _core.gru_backward(dxs, dh0, dW, dU, db, k.hs_ext, k.gates, k.hn, dhs, dh_T, k.xs, k.W, k.U,
-                       k.lengths, *_config.kernel_args())
-    return dxs, dh0, dW, dU, db
+    return _cell_backward(RNN, dh, None, cache)
 
 
 @_mirror(reference.gru_forward)
 def gru_forward(xs: ArrayLike, h0: Optional[ArrayLike], W: ArrayLike, U: ArrayLike, b: ArrayLike,
                 lengths: Optional[ArrayLike] = None) -> tuple[Array, Array, _GRUCache]:
-    xs, (h0,), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
-    )
-    lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
-    return _gru_forward(xs, h0, W, U, b, lengths)
+    return _sequence_forward(GRU, xs, (h0,), W, U, b, lengths)
 
 
 @_mirror(reference.gru_backward)
 def gru_backward(dhs: Optional[ArrayLike], dh_T: Optional[ArrayLike], cache: _GRUCache
                  ) -> tuple[Array, Array, Array, Array, Array]:
-    dhs, dh_T = _validate.sequence_gradients(
-        cache, _GRUCache, "fastlstm.gru_forward", dhs, dh_T=dh_T
-    )
-    return _gru_backward(dhs, dh_T, cache)
+    return _sequence_backward(GRU, dhs, (dh_T,), cache)
 
 
 @_mirror(reference.gru_cell_forward)
 def gru_cell_forward(x: ArrayLike, h_prev: Optional[ArrayLike], W: ArrayLike, U: ArrayLike,
                      b: ArrayLike) -> tuple[Array, _GRUCellCache]:
-    threads, simd = _config.kernel_args()
-    out = _core.gru_cell_forward(x, h_prev, W, U, b, threads, simd)
-    if out is None:
-        x, (h_prev,), W, U, b = _validate.recurrent_args(
-            ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
-        )
-        h_prev = _zeros_if_none(h_prev, x, U.shape[0])
-        out = _core.gru_cell_forward(x, h_prev, W, U, b, threads, simd)
-    h, gates, hn = out
-    return h, _GRUCellCache((x, h_prev, gates, hn, W, U))
+    return _cell_forward(GRU, x, h_prev, None, W, U, b)
 
 
 @_mirror(reference.gru_cell_backward)
 def gru_cell_backward(dh: Optional[ArrayLike], cache: _GRUCellCache
                       ) -> tuple[Array, Array, Array, Array, Array]:
-    _validate.check_cache(cache, _GRUCellCache, "fastlstm.gru_cell_forward")
-    threads, simd = _config.kernel_args()
-    out = _core.gru_cell_backward(dh, *cache, threads, simd)
-    if out is None:
-        x, *_, U = cache
-        shape = (x.shape[0], U.shape[0])
-        dh = _validate.gradient("dh", dh, shape, "(B, H)", x.dtype)
-        out = _core.gru_cell_backward(np.zeros(shape, x.dtype) if dh is None else dh, *cache,
-                                      threads, simd)
-    return out
+    return _cell_backward(GRU, dh, None, cache)
 
 
 def _gemm_operand(matrix):

@@ -6,6 +6,8 @@ and raise the same errors: ``ValueError`` naming the argument, the expected shap
 """
 import numpy as np
 
+from ._kinds import Kind, bias_shape
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -62,22 +64,20 @@ def matmul_args(a, b):
     return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
 
 
-def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
+def recurrent_args(kind: Kind, inputs, states, W, U, b, sequence):
     """Check and convert the arguments of a forward pass.
 
     Parameters
     ----------
+    kind : Kind
+        The recurrent kind (fastlstm._kinds), which gives the gate blocks and the bias rows.
     inputs : tuple (name, array)
         ``("xs", xs)`` of shape (T, B, I) when `sequence`, else ``("x", x)`` of shape (B, I).
     states : list of (name, array or None)
         Initial states, each (B, H); None means zeros.
     W, U, b : array_like
-        Weights of shapes (I, gates*H), (H, gates*H), (gates*H,); b is (2, gates*H) with
-        `split_bias`.
-    gates : int
-        4 for the LSTM, 3 for the GRU, 1 for the RNN.
-    split_bias : bool
-        b holds two biases, b[0] on the input side and b[1] on the recurrent side (the GRU).
+        Weights of shapes (I, G*H), (H, G*H), (G*H,); b is (2, G*H) for the GRU, whose b[0] is
+        the input-side bias and b[1] the recurrent-side one.
 
     Returns
     -------
@@ -88,6 +88,7 @@ def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
     W, U, b = (_as_array(n, a) for n, a in (("W", W), ("U", U), ("b", b)))
     states = [(n, None if s is None else _as_array(n, s)) for n, s in states]
 
+    gates = kind.gates
     g = f"{gates}H" if gates > 1 else "H"  # the gate columns, as the messages spell them
     _check_ndim(name, x, "(T, B, I)" if sequence else "(B, I)")
     _check_ndim("U", U, f"(H, {g})")
@@ -95,10 +96,8 @@ def recurrent_args(inputs, states, W, U, b, gates, sequence, split_bias=False):
     H = U.shape[0]
     _check_shape("U", U, f"(H, {g})", (H, gates * H), note=" (H = U.shape[0])")
     _check_shape("W", W, f"(I, {g})", (I, gates * H))
-    if split_bias:
-        _check_shape("b", b, f"(2, {g})", (2, gates * H))
-    else:
-        _check_shape("b", b, f"({g},)", (gates * H,))
+    _check_shape("b", b, f"({kind.bias_rows}, {g})" if kind.bias_rows > 1 else f"({g},)",
+                 bias_shape(kind, H))
     for n, s in states:
         if s is not None:
             _check_shape(n, s, "(B, H)", (B, H))

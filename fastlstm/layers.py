@@ -246,6 +246,7 @@ class _Sequence(_Module):
         self.dtype = _float_dtype(dtype)
         self.backend = _default_backend() if backend is None else backend
         self._saved = None
+        self._backward_done = False  # whether a backward freed the last forward's cache
         self._init_params(self._param_shapes(), seed, _unit_forget_bias)
 
     @property
@@ -369,12 +370,14 @@ class _Sequence(_Module):
             if mask is not None:
                 layer_input *= mask
         self._saved = dict(caches=caches, T=T, B=B, index=index, mask=mask)
+        self._backward_done = False
         out = layer_input
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         return out, self._pack_state(finals)
 
-    def backward(self, dout: ArrayLike, dstate: State = None) -> np.ndarray:
+    def backward(self, dout: ArrayLike, dstate: State = None, retain_cache: bool = False
+                 ) -> np.ndarray:
         """Backpropagation through time for the last :meth:`forward`.
 
         Parameters
@@ -383,6 +386,11 @@ class _Sequence(_Module):
             Gradient with respect to ``out``; None means zero.
         dstate : None, or (dh_n, dc_n) for the LSTM, dh_n for the RNN; each (num_layers*D, B, H)
             Gradient with respect to the final state; None means zero.
+        retain_cache : bool
+            Keep what the forward saved, so that backward can run again for the same forward (its
+            gradients then add up in ``grads``, as torch's ``retain_graph=True``). By default the
+            cache is freed, and a second backward raises ``RuntimeError`` instead of silently
+            adding the gradients twice.
 
         Returns
         -------
@@ -394,8 +402,13 @@ class _Sequence(_Module):
         truncated BPTT: pass it as ``dstate`` to the backward of the previous chunk).
         """
         if self._saved is None:
-            raise RuntimeError("backward: call forward first")
+            raise RuntimeError(
+                "backward: already called for the last forward, which saved its cache for one "
+                "backward; pass retain_cache=True to keep it" if self._backward_done else
+                "backward: call forward first")
         saved = self._saved
+        if not retain_cache:
+            self._saved, self._backward_done = None, True
         T, B, H, D = saved["T"], saved["B"], self.hidden_size, self.num_directions
         S = len(self._state_names)
         d_out = None

@@ -37,7 +37,7 @@ so modify neither before the backward.
 """
 import numpy as np
 
-from . import _validate
+from . import _kinds, _validate
 
 __all__ = [
     "lstm_cell_forward",
@@ -159,7 +159,7 @@ def lstm_cell_forward(x, h_prev, c_prev, W, U, b):
     ((2, 4), (2, 4))
     """
     x, (h_prev, c_prev), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, gates=4, sequence=False
+        _kinds.LSTM, ("x", x), [("h_prev", h_prev), ("c_prev", c_prev)], W, U, b, sequence=False
     )
     B, H = x.shape[0], U.shape[0]
     h_prev = _zeros_if_none(h_prev, (B, H), x.dtype)
@@ -236,7 +236,7 @@ def lstm_forward(xs, h0, c0, W, U, b, lengths=None):
     ((5, 2, 4), True)
     """
     xs, (h0, c0), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, gates=4, sequence=True
+        _kinds.LSTM, ("xs", xs), [("h0", h0), ("c0", c0)], W, U, b, sequence=True
     )
     T, B, _ = xs.shape
     H = U.shape[0]
@@ -341,7 +341,7 @@ def rnn_cell_forward(x, h_prev, W, U, b):
     array([[0.964, 0.964, 0.964]])
     """
     x, (h_prev,), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev)], W, U, b, gates=1, sequence=False
+        _kinds.RNN, ("x", x), [("h_prev", h_prev)], W, U, b, sequence=False
     )
     h_prev = _zeros_if_none(h_prev, (x.shape[0], U.shape[0]), x.dtype)
     h = np.tanh(x @ W + h_prev @ U + b)
@@ -394,7 +394,7 @@ def rnn_forward(xs, h0, W, U, b, lengths=None):
         For :func:`rnn_backward`.
     """
     xs, (h0,), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0)], W, U, b, gates=1, sequence=True
+        _kinds.RNN, ("xs", xs), [("h0", h0)], W, U, b, sequence=True
     )
     T, B, _ = xs.shape
     H = U.shape[0]
@@ -514,7 +514,7 @@ def gru_cell_forward(x, h_prev, W, U, b):
     array([[0.5, 0.5, 0.5]])
     """
     x, (h_prev,), W, U, b = _validate.recurrent_args(
-        ("x", x), [("h_prev", h_prev)], W, U, b, gates=3, sequence=False, split_bias=True
+        _kinds.GRU, ("x", x), [("h_prev", h_prev)], W, U, b, sequence=False
     )
     h_prev = _zeros_if_none(h_prev, (x.shape[0], U.shape[0]), x.dtype)
     r, z, n, hn, h = _gru_gates(x @ W + b[0], h_prev @ U + b[1], h_prev)
@@ -587,7 +587,7 @@ def gru_forward(xs, h0, W, U, b, lengths=None):
     ((5, 2, 4), True)
     """
     xs, (h0,), W, U, b = _validate.recurrent_args(
-        ("xs", xs), [("h0", h0)], W, U, b, gates=3, sequence=True, split_bias=True
+        _kinds.GRU, ("xs", xs), [("h0", h0)], W, U, b, sequence=True
     )
     T, B, _ = xs.shape
     H = U.shape[0]

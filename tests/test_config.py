@@ -92,3 +92,14 @@ def test_docstring_examples(module):
 def test_docstring_examples_exist():
     assert doctest.testmod(reference).attempted > 0
     assert doctest.testmod(_functions).attempted > 0
+
+
+def test_kinds_table_matches_the_c_layer():
+    """fastlstm._kinds, which the Python side reads, agrees with csrc/fastlstm.h's enum fl_kind,
+    fl_gates and fl_bias_rows."""
+    from fastlstm import _core, _kinds
+
+    for kind in _kinds.KINDS.values():
+        assert kind.code == int(getattr(_core.fl_kind, "FL_" + kind.name.upper()))
+        assert (_core.gates(kind.code), _core.bias_rows(kind.code)) == (kind.gates, kind.bias_rows)
+    assert _core.gates(len(_kinds.KINDS)) == 0

@@ -270,4 +270,5 @@ def test_c_checks_lengths_itself():
     hs_ext, xs = np.empty((T + 1, B, H)), np.zeros((T, B, I))
     W, U, b = np.zeros((I, H)), np.zeros((H, H)), np.zeros(H)
     with pytest.raises(ValueError, match=r"length outside \[0, T\]"):
-        _core.rnn_forward(hs_ext, None, xs, W, U, b, np.array([T, T + 1], np.intp), 1, 0)
+        _core.forward(_core.fl_kind.FL_RNN, hs_ext, None, None, None, None, None, xs, W, U, b,
+                      np.array([T, T + 1], np.intp), 1, 0)

@@ -603,3 +603,15 @@ def test_cell_reads_a_strided_x(rng, kind, dtype):
         want = getattr(ref, forward)(np.ascontiguousarray(x), *states, p["W"], p["U"], p["b"])
         for g, w in zip(got[:-1], want[:-1]):
             assert_close(g, w)
+
+
+
+def test_each_simd_level_runs_its_own_code():
+    """A SIMD level chooses all of its ISA-specific code: the code that the tests run under
+    use_simd(level) is compiled for that level's instruction sets, not for the host's best."""
+    beyond_baseline = {"portable": set(), "avx2": {"avx", "fma", "avx2"},
+                       "avx512": {"avx", "fma", "avx2", "avx512f"}}
+    for name in fastlstm._config.available_simd():
+        with fastlstm._config.use_simd(name):
+            features = set(fastlstm._config.config()["simd_features"].split())
+        assert features - {"sse2", "neon"} == beyond_baseline[name], (name, features)

@@ -160,10 +160,11 @@ def test_none_means_zero(rng, kind):
     np.testing.assert_array_equal(out, out0)
     for a, b in zip(as_tuple(final, kind), as_tuple(final0, kind)):
         np.testing.assert_array_equal(a, b)
-    dx = layer.backward(None, as_state([np.ones((4, 2, 4))] * N_STATES[kind], kind))
+    dstate = as_state([np.ones((4, 2, 4))] * N_STATES[kind], kind)
+    dx = layer.backward(None, dstate, retain_cache=True)
     grads = {n: g.copy() for n, g in layer.grads.items()}
     layer.zero_grad()
-    dx0 = layer.backward(np.zeros_like(out), as_state([np.ones((4, 2, 4))] * N_STATES[kind], kind))
+    dx0 = layer.backward(np.zeros_like(out), dstate, retain_cache=True)
     np.testing.assert_array_equal(dx, dx0)
     for n in grads:
         np.testing.assert_array_equal(grads[n], layer.grads[n])
@@ -318,6 +319,7 @@ def test_grads_accumulate_and_zero_grad_resets(rng, kind):
     layer(x)
     layer.backward(dout)
     once = {n: g.copy() for n, g in layer.grads.items()}
+    layer(x)  # a second micro-batch: its gradients add up with the first's
     layer.backward(dout)
     for n, g in layer.grads.items():
         np.testing.assert_allclose(g, 2 * once[n], rtol=1e-12)
@@ -789,3 +791,27 @@ def test_readme_interop_example(capsys):
     printed = capsys.readouterr().out
     if "largest difference from torch:" in printed:
         assert float(printed.split("largest difference from torch:")[1].split()[0]) < 1e-5
+
+
+@pytest.mark.parametrize("layer_type", [fastlstm.LSTM, fastlstm.GRU, fastlstm.RNN])
+def test_second_backward_raises_unless_the_cache_is_kept(rng, layer_type):
+    """A second backward for one forward would add the gradients twice: it raises, as torch's
+    does, unless the first kept the cache (retain_cache=True); then the gradients add up."""
+    layer = layer_type(3, 4, num_layers=2, seed=0)
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    out, _ = layer(x)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    layer.backward(dout)
+    once = {name: grad.copy() for name, grad in layer.grads.items()}
+    with pytest.raises(RuntimeError, match=r"already called for the last forward.*retain_cache"):
+        layer.backward(dout)
+    for name, grad in once.items():
+        np.testing.assert_array_equal(layer.grads[name], grad)
+    layer.zero_grad()
+    layer(x)
+    layer.backward(dout, retain_cache=True)
+    layer.backward(dout)
+    for name, grad in once.items():
+        assert_close(layer.grads[name], 2 * grad)
+    with pytest.raises(RuntimeError, match="already called"):
+        layer.backward(dout)
