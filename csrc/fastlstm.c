@@ -1,10 +1,10 @@
 /* fastlstm.c - the C layer of fastlstm, one translation unit read top to bottom:
- * threading shim and shared loops, run-time SIMD selection, register-tile kernels, GEMM, then the
- * LSTM, GRU and RNN passes, their cells and a plain matrix product, each type-generic body
- * instantiated once for float and once for double.
+ * the threading shim and the shared loops, the kinds, run-time SIMD selection, then per precision
+ * the register tiles (tuning.inc) and one instance of the passes per SIMD level (instance.inc),
+ * and last the public entry points (dispatch.inc), which check every call and pick the instance.
  *
  * It does not allocate, print, read the environment or keep state between calls: the caller passes
- * sizes, a thread count, a SIMD level and a workspace (fastlstm.h is the contract).
+ * a descriptor, the arrays and a workspace (fastlstm.h is the contract).
  */
 #include "fastlstm.h"
 
@@ -42,21 +42,9 @@ static inline int fl_thread_count(void)
 #endif
 }
 
-/* Threads worth starting for work whose steps each cost 2*B*(I+H)*G*H flops: just the caller's
- * where a step is too small to pay for its wait (a whole sequence, one per step) or for the team
- * itself (a cell, ~1.3 us to start a team per call). Measured on a 2-core AVX-512 machine, T = 100:
- * a sequence ran as fast or faster on one thread up to ~100K flops a step (B = 1, H = 64; B = 2,
- * H = 64), on two 25-30% faster from ~200K (B = 1, I = 64, H = 128); a cell step of 200K flops was
- * 20% slower on two. */
-#define FL_SEQUENCE_TEAM_FLOPS 131072.0
-#define FL_CELL_TEAM_FLOPS 524288.0
+#include "tuning.inc" /* the thresholds; the tiles come per precision, below */
 
-/* The forward steps compute their input side x_t @ W themselves (recurrent.inc, input_in_steps)
- * from this many rows, when W and U together take at most this many bytes. Measured on a 2-core
- * AVX-512 machine, in-process A/B, float32: 0-6% faster at B >= 8, H = 256; slower at B <= 2
- * (W is read at every step for one or two rows) and at H = 512 (W and U no longer stay in L2). */
-#define FL_INPUT_IN_STEPS_ROWS 8
-#define FL_INPUT_IN_STEPS_BYTES 2097152.0
+/* Threads worth starting for work whose steps each cost 2*B*(I+H)*G*H flops (tuning.inc). */
 static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G,
                             double team_flops)
 {
@@ -231,11 +219,6 @@ static void fl_done(struct fl_team *team, ptrdiff_t n)
         fl_wake_all(&team->sleep.wake);
 }
 
-/* A waiting thread spins this many pauses (some 100 us), then sleeps until the loop is complete:
- * the items of a loop finish within microseconds of each other on an idle machine, while a thread
- * that the system has descheduled with an item returns only after a time slice, which a spinning
- * (or merely yielding) waiter would keep from it, or from whatever else needs the core. */
-#define FL_SPIN_PAUSES 4000
 
 /* Waits until every item of the loop over n is done (their results visible to this thread), then
  * moves this thread to the next loop. */
@@ -281,9 +264,6 @@ static inline size_t larger(size_t a, size_t b)
 {
     return a > b ? a : b;
 }
-
-#define FL_UNIT_CHUNK 64 /* hidden units per work item of the per-unit loops */
-#define FL_CHUNK 4096   /* elements per work item of the element-wise loops of the passes */
 
 /* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds
  * every thread. */
@@ -348,26 +328,44 @@ const char *fl_compiler(void)
 #endif
 }
 
-/* ---- SIMD level, chosen at run time --------------------------------------------------------------- */
+/* ---- the kinds ------------------------------------------------------------------------------------ */
+
+/* G, the gate blocks per unit of a kind; 0 for an unknown one. A constant wherever the kind is. */
+static inline int gates_of(int kind)
+{
+    return kind == FL_LSTM ? 4 : kind == FL_GRU ? 3 : kind == FL_RNN ? 1 : 0;
+}
+
+int fl_gates(int kind)
+{
+    return gates_of(kind);
+}
+
+int fl_bias_rows(int kind)
+{
+    return kind == FL_GRU ? 2 : gates_of(kind) ? 1 : 0;
+}
+
+/* ---- SIMD level, chosen at run time --------------------------------------------------------------
+ * Each level is an instruction set that every piece of ISA-specific code is compiled for: the
+ * register tiles (ukernel.inc, by function attributes) and one instance of everything else
+ * (instance.inc, under the level's target options). */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define FL_X86 1
 #define FL_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define FL_TARGET_AVX512 __attribute__((target("avx512f,fma")))
-/* The per-unit loops, compiled once per ISA and picked when the library loads. */
-#define FL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FL_X86 0
-#define FL_CLONES
 #endif
 
 int fl_simd_max(void)
 {
 #if FL_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
+    if (__builtin_cpu_supports("x86-64-v4"))
         return FL_SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("x86-64-v3"))
         return FL_SIMD_AVX2;
 #endif
     return FL_SIMD_PORTABLE;
@@ -398,75 +396,65 @@ const char *fl_simd_name(int simd)
 #define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shuffle(a, b, (mask){i, j, k, l})
 #endif
 
-/* ---- register-tile kernels: (precision) x (SIMD level) x (tile shape) ----------------------------
- * Wide tiles for the large products use 24 of the 32 AVX-512 registers for accumulators, 12 of the 16
- * AVX2/SSE/NEON ones. The per-step product h_{t-1} @ U has only B rows: narrow (4-row) and row
- * (1-row) tiles waste fewer multiply-adds on padding there. */
+enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW }; /* the columns of kernel_table */
 
-enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW };
+/* pointwise.inc: where a forward finds a step's pre-activations, a constant of each caller. */
+enum fl_pre {
+    FROM_Z,       /* z itself: the whole pre-activation (the cells compute it in one product) */
+    FROM_Z_TILES, /* x_t @ W in z, plus the bias b and the recurrent side h_{t-1} @ U in tiles */
+    FROM_TILES    /* the bias b plus tiles holding x_t @ W + h_{t-1} @ U (input_in_steps) */
+};
 
-/* Where a step's pointwise pass finds the pre-activations (recurrent.inc, lstm_units). */
-enum fl_pre { FROM_Z, FROM_Z_TILES, FROM_TILES };
+/* The pre-activation of gate block k at unit j; the tiles hold units [j0, j0 + ...) of gate k at
+ * rec + k*rs. */
+#define FL_PRE(from, z, b, rec, rs, k, j, j0, H)                                                  \
+    ((from) == FROM_Z         ? (z)[(k) * (H) + (j)]                                              \
+     : (from) == FROM_Z_TILES ? ((z)[(k) * (H) + (j)] + (b)[(k) * (H) + (j)]) + (rec)[(k) * (rs) + (j) - (j0)] \
+                              : (b)[(k) * (H) + (j)] + (rec)[(k) * (rs) + (j) - (j0)])
 
-#define FL_TILE_MAX (12 * 32) /* the largest mr*nr below, for the scratch tile at matrix edges */
-#define FL_NR_MAX 64         /* the largest nr below, for the leftover columns of in-place products */
-#define FL_ALIGN_MIN_K 16    /* terms from which in-place products align their tiles to B */
 
-#define REAL float
-#define UK_SPEC (ukernel_f32_portable_wide, , 16, 6, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_portable_narrow, , 16, 4, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_portable_row, , 16, 1, 4)
-#include "ukernel.inc"
-#if FL_X86
-#define UK_SPEC (ukernel_f32_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx2_row, FL_TARGET_AVX2, 32, 1, 4)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f32_avx512_row, FL_TARGET_AVX512, 64, 1, 4)
-#include "ukernel.inc"
-#endif
-#undef REAL
+#define FL_TILE_MAX (12 * 32) /* the largest mr*nr of the tiles, for the scratch tile at edges */
+#define FL_NR_MAX 64         /* the largest nr, for the leftover columns of in-place products */
 
-#define REAL double
-#define UK_SPEC (ukernel_f64_portable_wide, , 16, 6, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_portable_narrow, , 16, 4, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_portable_row, , 16, 1, 4)
-#include "ukernel.inc"
-#if FL_X86
-#define UK_SPEC (ukernel_f64_avx2_wide, FL_TARGET_AVX2, 32, 6, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx2_narrow, FL_TARGET_AVX2, 32, 4, 3)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx2_row, FL_TARGET_AVX2, 32, 1, 4)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx512_wide, FL_TARGET_AVX512, 64, 12, 2)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx512_narrow, FL_TARGET_AVX512, 64, 4, 4)
-#include "ukernel.inc"
-#define UK_SPEC (ukernel_f64_avx512_row, FL_TARGET_AVX512, 64, 1, 4)
-#include "ukernel.inc"
-#endif
-#undef REAL
+/* The entry points of one instance (instance.inc), for dispatch.inc; the passes are indexed by
+ * enum fl_kind. */
+struct fl_instance {
+    int (*workspace)(int pass, const struct fl_desc *d, size_t *bytes);
+    int (*forward[3])(const struct fl_desc *d, const struct fl_state *out,
+                      const struct fl_inputs *in, const struct fl_weights *w, void *workspace);
+    int (*backward[3])(const struct fl_desc *d, const struct fl_grads *out,
+                       const struct fl_state *saved, const struct fl_output_grads *dout,
+                       const struct fl_inputs *in, const struct fl_weights *w, void *workspace);
+    int (*cell_forward[3])(const struct fl_desc *d, const struct fl_state *out,
+                           const struct fl_inputs *in, const struct fl_weights *w,
+                           void *workspace);
+    int (*cell_backward[3])(const struct fl_desc *d, const struct fl_grads *out,
+                            const struct fl_state *saved, const struct fl_output_grads *dout,
+                            const struct fl_inputs *in, const struct fl_weights *w,
+                            void *workspace);
+    size_t (*matmul_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd);
+    void (*matmul)(void *C, const void *A, const void *B, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                   int trans_a, int trans_b, int num_threads, int simd, void *workspace);
+};
 
-/* ---- GEMM and the passes, once per precision ------------------------------------------------------ */
+/* ---- the instances: per precision, the tiles, then the passes once per SIMD level ----------------- */
 
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
-#define FN(name) FL_CAT(name, SUFFIX)
+#define FP(name) FL_CAT(name, SUFFIX)          /* the precision's: kernel_table_f32 */
+#define FN(name) FL_CAT(FP(name), LEVEL)       /* the instance's: forward_lstm_f32_avx2 */
 
-/* Block sizes (data, per kernel): kc*nr of a B panel fits L1, mc*kc of A fits L2. Rows are indexed
- * by enum fl_simd, columns by enum fl_tile; a level a build lacks repeats the portable kernels (never
- * selected, as fl_simd_max() does not report it). */
+/* The target options of each level's instance: the same instruction sets as fl_simd_max() tests
+ * for. GCC takes them as a pragma, clang as an attribute pushed onto every function. */
+#if defined(__clang__)
+#define FL_TARGET_PUSH(isa) _Pragma(FL_STRING(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define FL_TARGET_POP _Pragma("clang attribute pop")
+#else
+#define FL_TARGET_PUSH(isa) _Pragma("GCC push_options") _Pragma(FL_STRING(GCC target(isa)))
+#define FL_TARGET_POP _Pragma("GCC pop_options")
+#endif
+#define FL_STRING(x) #x
+
 #define REAL float
 #define SUFFIX f32
 #define FL_INT int32_t
@@ -478,31 +466,22 @@ enum fl_pre { FROM_Z, FROM_Z_TILES, FROM_TILES };
 #define FL_DEGREE 7
 #define FABS fabsf
 #define COPYSIGN copysignf
-#include "gemm.inc"
-#include "activations.inc"
-static const struct FN(kernel) FN(kernel_table)[3][3] = {
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+#include "tuning.inc"
+#define LEVEL portable
+#include "instance.inc"
+#undef LEVEL
 #if FL_X86
-    {{6, 16, 96, 256, 2048, ukernel_f32_avx2_wide, ukernel_f32_avx2_wide_strided},
-     {4, 24, 144, 256, 2040, ukernel_f32_avx2_narrow, ukernel_f32_avx2_narrow_strided},
-     {1, 32, 64, 256, 2048, ukernel_f32_avx2_row, ukernel_f32_avx2_row_strided}},
-    {{12, 32, 144, 256, 3072, ukernel_f32_avx512_wide, ukernel_f32_avx512_wide_strided},
-     {4, 64, 144, 256, 3072, ukernel_f32_avx512_narrow, ukernel_f32_avx512_narrow_strided},
-     {1, 64, 64, 256, 3072, ukernel_f32_avx512_row, ukernel_f32_avx512_row_strided}},
-#else
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
-    {{6, 8, 96, 256, 2048, ukernel_f32_portable_wide, ukernel_f32_portable_wide_strided},
-     {4, 8, 144, 256, 2048, ukernel_f32_portable_narrow, ukernel_f32_portable_narrow_strided},
-     {1, 16, 64, 256, 2048, ukernel_f32_portable_row, ukernel_f32_portable_row_strided}},
+FL_TARGET_PUSH("arch=x86-64-v3")
+#define LEVEL avx2
+#include "instance.inc"
+#undef LEVEL
+FL_TARGET_POP
+FL_TARGET_PUSH("arch=x86-64-v4")
+#define LEVEL avx512
+#include "instance.inc"
+#undef LEVEL
+FL_TARGET_POP
 #endif
-};
-#include "recurrent.inc"
-#include "cell.inc"
-#include "matmul.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT
@@ -526,31 +505,22 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 #define FL_DEGREE 13
 #define FABS fabs
 #define COPYSIGN copysign
-#include "gemm.inc"
-#include "activations.inc"
-static const struct FN(kernel) FN(kernel_table)[3][3] = {
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+#include "tuning.inc"
+#define LEVEL portable
+#include "instance.inc"
+#undef LEVEL
 #if FL_X86
-    {{6, 8, 96, 256, 1024, ukernel_f64_avx2_wide, ukernel_f64_avx2_wide_strided},
-     {4, 12, 144, 256, 1020, ukernel_f64_avx2_narrow, ukernel_f64_avx2_narrow_strided},
-     {1, 16, 64, 256, 1024, ukernel_f64_avx2_row, ukernel_f64_avx2_row_strided}},
-    {{12, 16, 144, 256, 1536, ukernel_f64_avx512_wide, ukernel_f64_avx512_wide_strided},
-     {4, 32, 144, 256, 1536, ukernel_f64_avx512_narrow, ukernel_f64_avx512_narrow_strided},
-     {1, 32, 64, 256, 1536, ukernel_f64_avx512_row, ukernel_f64_avx512_row_strided}},
-#else
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
-    {{6, 4, 96, 256, 1024, ukernel_f64_portable_wide, ukernel_f64_portable_wide_strided},
-     {4, 4, 144, 256, 1024, ukernel_f64_portable_narrow, ukernel_f64_portable_narrow_strided},
-     {1, 8, 64, 256, 1024, ukernel_f64_portable_row, ukernel_f64_portable_row_strided}},
+FL_TARGET_PUSH("arch=x86-64-v3")
+#define LEVEL avx2
+#include "instance.inc"
+#undef LEVEL
+FL_TARGET_POP
+FL_TARGET_PUSH("arch=x86-64-v4")
+#define LEVEL avx512
+#include "instance.inc"
+#undef LEVEL
+FL_TARGET_POP
 #endif
-};
-#include "recurrent.inc"
-#include "cell.inc"
-#include "matmul.inc"
 #undef REAL
 #undef SUFFIX
 #undef FL_INT
@@ -563,60 +533,16 @@ static const struct FN(kernel) FN(kernel_table)[3][3] = {
 #undef FABS
 #undef COPYSIGN
 
-/* ---- workspace sizes, by element size --------------------------------------------------------------- */
+/* The instances by [dtype][simd]; a level the build lacks repeats the portable one (never chosen:
+ * fl_simd_max() does not report it). */
+static const struct fl_instance *const fl_instances[2][3] = {
+#if FL_X86
+    {&instance_f32_portable, &instance_f32_avx2, &instance_f32_avx512},
+    {&instance_f64_portable, &instance_f64_avx2, &instance_f64_avx512},
+#else
+    {&instance_f32_portable, &instance_f32_portable, &instance_f32_portable},
+    {&instance_f64_portable, &instance_f64_portable, &instance_f64_portable},
+#endif
+};
 
-static size_t workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int G, int backward,
-                        int num_threads, int simd, int elsize)
-{
-    if (elsize == (int)sizeof(float))
-        return workspace_f32(T, B, I, H, G, backward, num_threads, simd);
-    if (elsize == (int)sizeof(double))
-        return workspace_f64(T, B, I, H, G, backward, num_threads, simd);
-    return 0;
-}
-
-size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
-                           int elsize)
-{
-    if (elsize == (int)sizeof(float))
-        return matmul_workspace_f32(M, N, K, num_threads, simd);
-    if (elsize == (int)sizeof(double))
-        return matmul_workspace_f64(M, N, K, num_threads, simd);
-    return 0;
-}
-
-size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 4, 0, num_threads, simd, elsize);
-}
-
-size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                  int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 4, 1, num_threads, simd, elsize);
-}
-
-size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 3, 0, num_threads, simd, elsize);
-}
-
-size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 3, 1, num_threads, simd, elsize);
-}
-
-size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 1, 0, num_threads, simd, elsize);
-}
-
-size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize)
-{
-    return workspace(T, B, I, H, 1, 1, num_threads, simd, elsize);
-}
+#include "dispatch.inc"

@@ -1,19 +1,18 @@
 /* fastlstm.h - the contract of the C layer.
  *
- * Whole-sequence forward and backward passes (BPTT) of an LSTM, a GRU and a vanilla tanh RNN, in
- * float and double. Pure C: no Python, no allocation. The caller passes a workspace whose size the
- * matching *_workspace function gives, and a thread count; results are bitwise identical for every
- * thread count.
+ * Whole-sequence forward and backward passes (BPTT) and single steps ("cells") of an LSTM, a GRU
+ * and a vanilla tanh RNN, in float and double; and a plain matrix product. Pure C: no Python, no
+ * allocation. A call is described by a struct fl_desc (the kind, the dtype, the sizes, the lengths,
+ * the thread count and the SIMD level); its arrays come in named structs. The caller passes a
+ * workspace of at least the size fl_workspace gives, and its size, which every entry point checks.
+ * Results are bitwise identical for every thread count (for a given SIMD level).
  *
  * Shape legend
- *   T = time steps, B = batch rows, I = input features, H = hidden units, G = gate rows per unit:
- *   G = 4 for the LSTM (gate blocks [i | f | g | o] along the last axis), G = 3 for the GRU
- *   ([r | z | n]), G = 1 for the RNN.
+ *   T = time steps, B = batch rows, I = input features, H = hidden units,
+ *   G = gate blocks per unit (fl_gates): 4 for the LSTM ([i | f | g | o] along the last axis),
+ *   3 for the GRU ([r | z | n]), 1 for the RNN; N = G*H, the columns of the weights.
  * Layouts: every array is C-contiguous (row-major), time-major for sequences.
- *   xs (T, B, I)    W (I, G*H)    U (H, G*H)    b (G*H,), but b (2, 3H) for the GRU
- *   hs_ext, cs_ext (T+1, B, H): index 0 holds the initial state, index t+1 the state after step t.
- *   gates (T, B, G*H): the activations of every step, saved by the forward for the backward; the
- *   GRU also saves hn (T, B, H) below, the recurrent part of n that the reset gate scaled.
+ *   xs (T, B, I)    W (I, N)    U (H, N)    b (fl_bias_rows, N): one row, but two for the GRU
  *
  * LSTM step (z is the pre-activation, then overwritten by the activations in `gates`):
  *   z   = x_t @ W + h_{t-1} @ U + b
@@ -29,14 +28,14 @@
  * RNN step:
  *   h_t = tanh(x_t @ W + h_{t-1} @ U + b)
  *
- * Variable-length batches: lengths (B,), a ptrdiff_t array (NumPy's intp), gives each row's own
- * number of steps, each in [0, T]; NULL means T for every row. At a step t >= lengths[r] row r keeps
- * its state (h_t = h_{t-1}, c_t = c_{t-1}, written to hs_ext and cs_ext), so the final state is the
+ * Variable-length batches (sequences only): lengths (B,), a ptrdiff_t array (NumPy's intp), gives
+ * each row's own number of steps, each in [0, T]; NULL means T for every row. At a step
+ * t >= lengths[r] row r keeps its state (h_t = h_{t-1}, c_t = c_{t-1}), so the final state is the
  * state after the row's own last step; the backward makes no gradient there (no dxs, dW, dU, db;
  * dhs there is ignored) and carries dh_T, dc_T back unchanged to the row's last step. The backward
  * takes the lengths its forward was given. gates and hn hold nothing meaningful past a row's end.
  *
- * Every function returns FL_OK or an FL_ERR_* status; nothing is written when the status is an error.
+ * Every function returns FL_OK or an FL_ERR_* status; nothing is written when it is an error.
  */
 #ifndef FASTLSTM_H
 #define FASTLSTM_H
@@ -49,16 +48,26 @@ extern "C" {
 
 enum fl_status {
     FL_OK = 0,
-    FL_ERR_SIZE = 1, /* a negative size, a length outside [0, T], or a thread count below 1 */
-    FL_ERR_SIMD = 2  /* a SIMD level this CPU (or this build) does not have */
+    FL_ERR_SIZE = 1,      /* a negative size, a length outside [0, T], or a thread count below 1 */
+    FL_ERR_SIMD = 2,      /* a SIMD level this CPU (or this build) does not have */
+    FL_ERR_WORKSPACE = 3, /* a workspace smaller than fl_workspace says the call needs */
+    FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, or a required array that is NULL */
+    FL_ERR_OVERFLOW = 5   /* sizes whose workspace or arrays do not fit in memory's addresses */
 };
 
-/* SIMD levels of the matrix kernels, chosen at run time. */
+enum fl_kind { FL_LSTM = 0, FL_GRU = 1, FL_RNN = 2 };
+enum fl_dtype { FL_FLOAT32 = 0, FL_FLOAT64 = 1 };
+
+/* The SIMD level: it chooses every piece of ISA-specific code a call runs (register tiles,
+ * pointwise loops, dot products), so each level's results are its own and reproducible. */
 enum fl_simd {
-    FL_SIMD_PORTABLE = 0, /* 16-byte vectors: SSE2 on x86-64, NEON on arm64 */
-    FL_SIMD_AVX2 = 1,     /* 32-byte vectors with FMA */
-    FL_SIMD_AVX512 = 2    /* 64-byte vectors with FMA */
+    FL_SIMD_PORTABLE = 0, /* the baseline ISA: SSE2 on x86-64, NEON on arm64 */
+    FL_SIMD_AVX2 = 1,     /* x86-64-v3: 32-byte vectors with FMA */
+    FL_SIMD_AVX512 = 2    /* x86-64-v4: 64-byte vectors with FMA */
 };
+
+/* The passes, for fl_workspace. */
+enum fl_pass { FL_FORWARD = 0, FL_BACKWARD = 1, FL_CELL_FORWARD = 2, FL_CELL_BACKWARD = 3 };
 
 /* ---- build and machine ------------------------------------------------------------------------- */
 
@@ -66,146 +75,94 @@ int fl_simd_max(void);                /* the best level this CPU runs */
 const char *fl_simd_name(int simd);   /* "portable", "avx2", "avx512" */
 int fl_openmp_version(void);          /* _OPENMP (yyyymm), or 0 in a serial build */
 const char *fl_compiler(void);        /* the compiler's version string */
+int fl_gates(int kind);               /* G: 4, 3, 1; 0 for an unknown kind */
+int fl_bias_rows(int kind);           /* rows of b: 1, 2 (GRU), 1; 0 for an unknown kind */
 
-/* ---- workspaces -------------------------------------------------------------------------------- */
-/* Bytes of workspace each pass needs; `elsize` is sizeof(float) or sizeof(double). Returns 0 for
- * invalid sizes. The workspace needs no alignment: the kernels align inside it. */
+/* ---- the descriptor and the arrays -------------------------------------------------------------- */
 
-size_t fl_lstm_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize);
-size_t fl_lstm_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                  int num_threads, int simd, int elsize);
-size_t fl_gru_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd, int elsize);
-size_t fl_gru_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize);
-size_t fl_rnn_forward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                int num_threads, int simd, int elsize);
-size_t fl_rnn_backward_workspace(ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,
-                                 int num_threads, int simd, int elsize);
+struct fl_desc {
+    int kind;                 /* enum fl_kind */
+    int dtype;                /* enum fl_dtype: every array below has this element type */
+    ptrdiff_t T, B, I, H;     /* a cell takes one step: its T is ignored */
+    const ptrdiff_t *lengths; /* (B,) each row's steps, or NULL (T for every row); sequences only */
+    int num_threads;          /* >= 1 */
+    int simd;                 /* enum fl_simd, at most fl_simd_max() */
+};
 
-/* ---- passes -------------------------------------------------------------------------------------
- * Argument order: outputs, saved state, inputs, weights, sizes, then threads, SIMD level, workspace.
- * The sizes start with lengths (B,), each row's steps, or NULL (T for every row).
- * Optional inputs (h0, c0, dhs, dh_T, dc_T) may be NULL, meaning zeros.
- * Backward passes overwrite their gradient outputs; they never accumulate into them. */
+struct fl_weights {
+    const void *W; /* (I, N) */
+    const void *U; /* (H, N) */
+    const void *b; /* (fl_bias_rows, N) */
+};
 
-#define FL_DECLARE_PASSES(real, suffix)                                                              \
-    /* forward: hs_ext, cs_ext (T+1, B, H) and gates (T, B, 4H) out;                            */  \
-    /*          h0, c0 (B, H); xs (T, B, I); W (I, 4H); U (H, 4H); b (4H,) in                    */  \
-    int fl_lstm_forward_##suffix(real *hs_ext, real *cs_ext, real *gates,                            \
-                                 const real *h0, const real *c0, const real *xs,                     \
-                                 const real *W, const real *U, const real *b,                        \
-                                 const ptrdiff_t *lengths,                                           \
-                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
-                                 int num_threads, int simd, void *workspace);                        \
-    /* backward: dxs (T, B, I), dh0, dc0 (B, H), dW (I, 4H), dU (H, 4H), db (4H,) out;           */  \
-    /*           hs_ext, cs_ext, gates saved by the forward; dhs (T, B, H), dh_T, dc_T (B, H) in */  \
-    int fl_lstm_backward_##suffix(real *dxs, real *dh0, real *dc0, real *dW, real *dU, real *db,     \
-                                  const real *hs_ext, const real *cs_ext, const real *gates,         \
-                                  const real *dhs, const real *dh_T, const real *dc_T,               \
-                                  const real *xs, const real *W, const real *U,                      \
-                                  const ptrdiff_t *lengths,                                          \
-                                  ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                \
-                                  int num_threads, int simd, void *workspace);                       \
-    /* forward: hs_ext (T+1, B, H), gates (T, B, 3H) = r, z, n and hn (T, B, H) out;             */  \
-    /*          h0 (B, H); xs (T, B, I); W (I, 3H); U (H, 3H); b (2, 3H) in                      */  \
-    int fl_gru_forward_##suffix(real *hs_ext, real *gates, real *hn, const real *h0,                 \
-                                const real *xs, const real *W, const real *U, const real *b,         \
-                                const ptrdiff_t *lengths,                                            \
-                                ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
-                                int num_threads, int simd, void *workspace);                         \
-    /* backward: dxs (T, B, I), dh0 (B, H), dW (I, 3H), dU (H, 3H), db (2, 3H) out;              */  \
-    /*           hs_ext, gates, hn saved by the forward; dhs (T, B, H), dh_T (B, H) in           */  \
-    int fl_gru_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
-                                 const real *hs_ext, const real *gates, const real *hn,              \
-                                 const real *dhs, const real *dh_T, const real *xs, const real *W,   \
-                                 const real *U, const ptrdiff_t *lengths,                            \
-                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
-                                 int num_threads, int simd, void *workspace);                        \
-    /* forward: hs_ext (T+1, B, H) out; h0 (B, H); xs (T, B, I); W (I, H); U (H, H); b (H,) in   */  \
-    int fl_rnn_forward_##suffix(real *hs_ext, const real *h0, const real *xs,                        \
-                                const real *W, const real *U, const real *b,                         \
-                                const ptrdiff_t *lengths,                                            \
-                                ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                  \
-                                int num_threads, int simd, void *workspace);                         \
-    /* backward: dxs (T, B, I), dh0 (B, H), dW (I, H), dU (H, H), db (H,) out;                   */  \
-    /*           hs_ext saved by the forward; dhs (T, B, H), dh_T (B, H) in                      */  \
-    int fl_rnn_backward_##suffix(real *dxs, real *dh0, real *dW, real *dU, real *db,                 \
-                                 const real *hs_ext, const real *dhs, const real *dh_T,              \
-                                 const real *xs, const real *W, const real *U,                       \
-                                 const ptrdiff_t *lengths,                                           \
-                                 ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,                 \
-                                 int num_threads, int simd, void *workspace);
+/* The forward's inputs. A sequence's h0, c0 may be NULL (zeros); a cell's are required. */
+struct fl_inputs {
+    const void *x;  /* sequence xs (T, B, I); cell x (B, I) */
+    const void *h0; /* (B, H): the initial state, a cell's h_prev */
+    const void *c0; /* (B, H): the LSTM's initial cell state, a cell's c_prev; unused otherwise */
+};
 
-FL_DECLARE_PASSES(float, f32)
-FL_DECLARE_PASSES(double, f64)
+/* What the forward writes and the backward reads back. */
+struct fl_state {
+    void *h;     /* sequence hs_ext (T+1, B, H): [0] the initial state, [t+1] the state after step
+                  * t; cell h (B, H) */
+    void *c;     /* the LSTM's cell state, shaped as h; NULL for the others */
+    void *gates; /* LSTM (T, B, 4H) i, f, g, o; GRU (T, B, 3H) r, z, n; a cell's (B, N); NULL for
+                  * the RNN */
+    void *hn;    /* GRU (T, B, H), a cell's (B, H): h_{t-1} @ U_n + b[1]_n; NULL for the others */
+};
 
-#undef FL_DECLARE_PASSES
+/* Gradients of the forward's outputs; any may be NULL (zeros), but a GRU cell's dh_T. */
+struct fl_output_grads {
+    const void *dhs;  /* sequence (T, B, H) of every step's h_t; NULL for a cell */
+    const void *dh_T; /* (B, H) of the final state; a cell's dh */
+    const void *dc_T; /* (B, H) of the LSTM's final cell state; a cell's dc */
+};
 
-/* ---- cells: one step, for callers that loop over time themselves ----------------------------------
- * The same maths as a one-step pass, made cheap to call: no workspace, the weights read in place
- * (never packed or cached, so changes to them between calls are always seen), and small steps run on
- * the calling thread. h_prev and c_prev are required (pass zeros); dh and dc may be NULL (zeros),
- * except the GRU's dh.
- * dz is scratch the caller provides: the step's pre-activation gradients. */
+/* What the backward writes: it overwrites, never accumulates. */
+struct fl_grads {
+    void *dx;  /* sequence dxs (T, B, I); cell dx (B, I) */
+    void *dh0; /* (B, H): of the initial state, a cell's dh_prev */
+    void *dc0; /* (B, H): of the LSTM's initial cell state, a cell's dc_prev; NULL for the others */
+    void *dW;  /* (I, N) */
+    void *dU;  /* (H, N) */
+    void *db;  /* (fl_bias_rows, N) */
+};
 
-#define FL_DECLARE_CELLS(real, suffix)                                                               \
-    /* forward: h, c (B, H) and gates (B, 4H) out; x (B, I); h_prev, c_prev (B, H);            */  \
-    /*          W (I, 4H); U (H, 4H); b (4H,) in                                                */  \
-    int fl_lstm_cell_forward_##suffix(real *h, real *c, real *gates, const real *x,                  \
-                                      const real *h_prev, const real *c_prev, const real *W,         \
-                                      const real *U, const real *b, ptrdiff_t B, ptrdiff_t I,        \
-                                      ptrdiff_t H, int num_threads, int simd);                       \
-    /* backward: dx (B, I), dh_prev, dc_prev (B, H), dW (I, 4H), dU (H, 4H), db (4H,) out;      */  \
-    /*           dz (B, 4H) scratch; dh, dc (B, H) in; x, h_prev, c_prev, c, gates as the       */  \
-    /*           forward used and gave them; W, U                                               */  \
-    int fl_lstm_cell_backward_##suffix(real *dx, real *dh_prev, real *dc_prev, real *dW, real *dU,   \
-                                       real *db, real *dz, const real *dh, const real *dc,           \
-                                       const real *x, const real *h_prev, const real *c_prev,        \
-                                       const real *c, const real *gates, const real *W,              \
-                                       const real *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,         \
-                                       int num_threads, int simd);                                   \
-    /* forward: h (B, H) out; x (B, I); h_prev (B, H); W (I, H); U (H, H); b (H,) in            */  \
-    int fl_rnn_cell_forward_##suffix(real *h, const real *x, const real *h_prev, const real *W,      \
-                                     const real *U, const real *b, ptrdiff_t B, ptrdiff_t I,         \
-                                     ptrdiff_t H, int num_threads, int simd);                        \
-    /* backward: dx (B, I), dh_prev (B, H), dW (I, H), dU (H, H), db (H,) out; dz (B, H)        */  \
-    /*           scratch; dh (B, H) in; x, h_prev, h as the forward used and gave them; W, U    */  \
-    int fl_rnn_cell_backward_##suffix(real *dx, real *dh_prev, real *dW, real *dU, real *db,         \
-                                      real *dz, const real *dh, const real *x, const real *h_prev,   \
-                                      const real *h, const real *W, const real *U, ptrdiff_t B,      \
-                                      ptrdiff_t I, ptrdiff_t H, int num_threads, int simd);         \
-    /* GRU forward: h (B, H), gates (B, 3H) (r, z, n) and hn (B, H) (h_prev @ U_n + b[1]_n) out;  */  \
-    /*              gh (B, 3H) scratch; x (B, I); h_prev (B, H); W (I, 3H); U (H, 3H); b (2, 3H) */  \
-    int fl_gru_cell_forward_##suffix(real *h, real *gates, real *hn, real *gh, const real *x,        \
-                                     const real *h_prev, const real *W, const real *U,               \
-                                     const real *b, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,           \
-                                     int num_threads, int simd);                                     \
-    /* GRU backward: dx (B, I), dh_prev (B, H), dW (I, 3H), dU (H, 3H), db (2, 3H) out;        */  \
-    /*               dz (2, B, 3H) scratch; dh (B, H) in (required); x, h_prev, gates, hn, W, U */  \
-    int fl_gru_cell_backward_##suffix(real *dx, real *dh_prev, real *dW, real *dU, real *db,         \
-                                      real *dz, const real *dh, const real *x, const real *h_prev,   \
-                                      const real *gates, const real *hn, const real *W,              \
-                                      const real *U, ptrdiff_t B, ptrdiff_t I, ptrdiff_t H,          \
-                                      int num_threads, int simd);
+/* ---- entry points --------------------------------------------------------------------------------
+ * fl_workspace sets *bytes to the workspace a pass needs (no alignment needed: the kernels align
+ * inside it). The passes take that workspace and its size, and fail with FL_ERR_WORKSPACE when it
+ * is smaller. Argument order: descriptor, outputs, saved state, inputs, weights, workspace. */
 
-FL_DECLARE_CELLS(float, f32)
-FL_DECLARE_CELLS(double, f64)
+int fl_workspace(int pass, const struct fl_desc *d, size_t *bytes);
 
-#undef FL_DECLARE_CELLS
+int fl_forward(const struct fl_desc *d, const struct fl_state *out, const struct fl_inputs *in,
+               const struct fl_weights *w, void *workspace, size_t workspace_bytes);
+int fl_backward(const struct fl_desc *d, const struct fl_grads *out, const struct fl_state *saved,
+                const struct fl_output_grads *dout, const struct fl_inputs *in,
+                const struct fl_weights *w, void *workspace, size_t workspace_bytes);
+
+/* One step, for callers that loop over time themselves: the same maths as a one-step sequence,
+ * made cheap to call. The weights are read in place (never packed or cached, so changes to them
+ * between calls are always seen), and small steps run on the calling thread. */
+int fl_cell_forward(const struct fl_desc *d, const struct fl_state *out,
+                    const struct fl_inputs *in, const struct fl_weights *w, void *workspace,
+                    size_t workspace_bytes);
+int fl_cell_backward(const struct fl_desc *d, const struct fl_grads *out,
+                     const struct fl_state *saved, const struct fl_output_grads *dout,
+                     const struct fl_inputs *in, const struct fl_weights *w, void *workspace,
+                     size_t workspace_bytes);
 
 /* ---- a plain matrix product, for the training toolkit's Linear layer --------------------------------
  * C (M, N) = op(A) (M, K) @ op(B) (K, N): A stored (M, K), or (K, M) transposed when trans_a; B
- * stored (K, N), or (N, K) transposed when trans_b; all row-major. The same blocked GEMM and threads
- * as the passes, so a training step of fastlstm's layers never needs a BLAS. */
+ * stored (K, N), or (N, K) transposed when trans_b; all row-major, of element type dtype. The same
+ * blocked GEMM and threads as the passes, so a training step of fastlstm's layers needs no BLAS. */
 
-size_t fl_matmul_workspace(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd,
-                           int elsize);
-int fl_matmul_f32(float *C, const float *A, const float *B, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                  int trans_a, int trans_b, int num_threads, int simd, void *workspace);
-int fl_matmul_f64(double *C, const double *A, const double *B, ptrdiff_t M, ptrdiff_t N,
-                  ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd, void *workspace);
+int fl_matmul_workspace(int dtype, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads,
+                        int simd, size_t *bytes);
+int fl_matmul(int dtype, void *C, const void *A, const void *B, ptrdiff_t M, ptrdiff_t N,
+              ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd, void *workspace,
+              size_t workspace_bytes);
 
 #ifdef __cplusplus
 }
