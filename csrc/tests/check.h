@@ -92,7 +92,7 @@ static double rng_uniform(struct rng *r, double lo, double hi)
 /* ---- closeness ------------------------------------------------------------------------------------ */
 
 /* Whether got is within tol of want; NaN matches only NaN, an infinity only itself. */
-static int within(double got, double want, double tol)
+static inline int within(double got, double want, double tol)
 {
     if (isnan(want) || isnan(got))
         return isnan(want) && isnan(got);
@@ -103,7 +103,7 @@ static int within(double got, double want, double tol)
 
 /* Distance in ulp between two doubles (or two floats, with float_ulp): the count of representable
  * numbers between them, 0 when equal (+0 and -0 too); UINT64_MAX when exactly one is NaN. */
-static uint64_t ordered64(double x)
+static inline uint64_t ordered64(double x)
 {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
@@ -111,7 +111,7 @@ static uint64_t ordered64(double x)
     return u & sign ? sign - (u & ~sign) : sign + u; /* -0 and +0 both at 2^63 */
 }
 
-static uint64_t ulp_distance(double a, double b)
+static inline uint64_t ulp_distance(double a, double b)
 {
     if (isnan(a) || isnan(b))
         return isnan(a) && isnan(b) ? 0 : UINT64_MAX;
@@ -119,14 +119,14 @@ static uint64_t ulp_distance(double a, double b)
     return x > y ? x - y : y - x;
 }
 
-static uint64_t ordered32(float x)
+static inline uint64_t ordered32(float x)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     return u >> 31 ? (uint64_t)(0x80000000u - (u & 0x7fffffffu)) : (uint64_t)u + 0x80000000u;
 }
 
-static uint64_t ulp_distance_f(float a, float b)
+static inline uint64_t ulp_distance_f(float a, float b)
 {
     if (isnan(a) || isnan(b))
         return isnan(a) && isnan(b) ? 0 : UINT64_MAX;
@@ -137,12 +137,12 @@ static uint64_t ulp_distance_f(float a, float b)
 /* ---- arrays of either dtype, read as double -------------------------------------------------------- */
 
 /* Element i of an array of floats (dtype 0, FL_FLOAT32) or doubles (dtype 1). */
-static double element(const void *array, int dtype, ptrdiff_t i)
+static inline double element(const void *array, int dtype, ptrdiff_t i)
 {
     return dtype ? ((const double *)array)[i] : (double)((const float *)array)[i];
 }
 
-static void set_element(void *array, int dtype, ptrdiff_t i, double value)
+static inline void set_element(void *array, int dtype, ptrdiff_t i, double value)
 {
     if (dtype)
         ((double *)array)[i] = value;
