@@ -1,0 +1,180 @@
+/* test_kernels.c - fastlstm's kernels tested in C against naive C: the register tiles of the kernel
+ * table, the blocked GEMM through fl_matmul, and the activations against libm.
+ *
+ * It includes fastlstm.c itself (as llm.c's test_gpt2.c includes train_gpt2.c), so that the static
+ * tiles and activations of every instance are in reach; the whole library is compiled once, here,
+ * and test_passes.c links against the public entry points this file then defines. Each level
+ * tested is one that fl_simd_max() says this CPU runs.
+ */
+#include "../fastlstm.c"
+
+#include <float.h>
+
+#include "check.h"
+#include "tests.h"
+
+/* ---- the per-precision bodies, instantiated twice ------------------------------------------------ */
+
+static long double sigmoid_reference(long double x)
+{
+    return 1 / (1 + expl(-x));
+}
+
+#if FL_X86
+#define TL_X86(name) TL(name, avx2), TL(name, avx512)
+#else
+#define TL_X86(name) NULL, NULL
+#endif
+
+static const float true_min_f32 = FLT_TRUE_MIN, norm_min_f32 = FLT_MIN, real_max_f32 = FLT_MAX;
+static const double true_min_f64 = DBL_TRUE_MIN, norm_min_f64 = DBL_MIN, real_max_f64 = DBL_MAX;
+
+#define TREAL float
+#define TNAME "f32"
+#define TS(name) FL_CAT(name, f32)
+#define TL(name, level) FL_CAT(FL_CAT(name, f32), level)
+#define TEPS 0x1p-24
+#define TULP ulp_distance_f
+#include "kernels.inc"
+#undef TREAL
+#undef TNAME
+#undef TS
+#undef TL
+#undef TEPS
+#undef TULP
+
+#define TREAL double
+#define TNAME "f64"
+#define TS(name) FL_CAT(name, f64)
+#define TL(name, level) FL_CAT(FL_CAT(name, f64), level)
+#define TEPS 0x1p-53
+#define TULP ulp_distance
+#include "kernels.inc"
+#undef TREAL
+#undef TNAME
+#undef TS
+#undef TL
+#undef TEPS
+#undef TULP
+
+long test_ukernels(void)
+{
+    struct check_group g = check_begin("register tiles");
+    struct rng rng = {0x5eed0001};
+    test_ukernels_f32(&g, &rng);
+    test_ukernels_f64(&g, &rng);
+    char note[96];
+    snprintf(note, sizeof note, "levels portable..%s, 3 tiles each, both forms, load_c 0 and 1",
+             fl_simd_name(fl_simd_max()));
+    return check_summary(&g, note);
+}
+
+long test_activations(void)
+{
+    struct check_group g = check_begin("activations vs libm");
+    struct rng rng = {0x5eed0002};
+    char note[2048] = "";
+    test_activations_f32(&g, &rng, ACTIVATION_MAX_ULP, note, sizeof note);
+    test_activations_f64(&g, &rng, ACTIVATION_MAX_ULP, note, sizeof note);
+    check_summary(&g, NULL);
+    printf("     max ulp (normal results): %s\n", note);
+    return g.failures;
+}
+
+/* ---- the blocked GEMM through fl_matmul ---------------------------------------------------------- */
+
+/* C (M, N) = op(A) @ op(B) in double, with the error bound of each element's sum in the dtype. */
+static void naive_matmul(double *C, double *bound, const void *A, const void *B, int dtype,
+                         ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int trans_a, int trans_b)
+{
+    const double eps = dtype ? 0x1p-53 : 0x1p-24;
+    for (ptrdiff_t i = 0; i < M; i++)
+        for (ptrdiff_t j = 0; j < N; j++) {
+            double sum = 0, magnitude = 0;
+            for (ptrdiff_t k = 0; k < K; k++) {
+                const double a = element(A, dtype, trans_a ? k * M + i : i * K + k);
+                const double b = element(B, dtype, trans_b ? j * K + k : k * N + j);
+                sum += a * b;
+                magnitude += fabs(a * b);
+            }
+            C[i * N + j] = sum;
+            bound[i * N + j] = (double)(K + 2) * 2 * eps * magnitude;
+        }
+}
+
+/* One product at every level and thread count: within the bound of naive C, C's canary past its
+ * end intact, and the same bits for 1, 2 and 3 threads. C starts as NaN, which must not be read. */
+static void matmul_case(struct check_group *g, struct rng *rng, int dtype, ptrdiff_t M,
+                         ptrdiff_t N, ptrdiff_t K, int trans_a, int trans_b)
+{
+    const size_t size = dtype ? sizeof(double) : sizeof(float);
+    enum { CANARY = 8 };
+    void *A = malloc(size * (M * K + 1)), *B = malloc(size * (K * N + 1));
+    void *C = malloc(size * (M * N + CANARY)), *C1 = malloc(size * (M * N + 1));
+    double *want = malloc(sizeof(double) * (M * N + 1)), *bound = malloc(sizeof(double) * (M * N + 1));
+    for (ptrdiff_t i = 0; i < M * K; i++)
+        set_element(A, dtype, i, rng_uniform(rng, -1, 1));
+    for (ptrdiff_t i = 0; i < K * N; i++)
+        set_element(B, dtype, i, rng_uniform(rng, -1, 1));
+    naive_matmul(want, bound, A, B, dtype, M, N, K, trans_a, trans_b);
+    for (int simd = 0; simd <= fl_simd_max(); simd++) {
+        for (int threads = 1; threads <= 3; threads++) {
+            size_t bytes;
+            int status = fl_matmul_workspace(dtype, M, N, K, threads, simd, &bytes);
+            void *work = malloc(bytes ? bytes : 1);
+            for (ptrdiff_t i = 0; i < M * N + CANARY; i++)
+                set_element(C, dtype, i, i < M * N ? NAN : 777.0);
+            if (status == FL_OK)
+                status = fl_matmul(dtype, C, A, B, M, N, K, trans_a, trans_b, threads, simd, work,
+                                   bytes);
+            free(work);
+            const char *where = fl_simd_name(simd);
+            if (!check(g, status == FL_OK, "fl_matmul %s dtype %d (%td, %td, %td) status %d", where,
+                       dtype, M, N, K, status))
+                continue;
+            long wrong = 0, touched = 0;
+            for (ptrdiff_t i = 0; i < M * N; i++)
+                wrong += !within(element(C, dtype, i), want[i], bound[i]);
+            for (ptrdiff_t i = M * N; i < M * N + CANARY; i++)
+                touched += element(C, dtype, i) != 777.0;
+            check(g, wrong == 0, "fl_matmul %s dtype %d M %td N %td K %td trans %d%d threads %d: "
+                  "%ld of %td wrong", where, dtype, M, N, K, trans_a, trans_b, threads, wrong,
+                  M * N);
+            check(g, touched == 0, "fl_matmul %s (%td, %td, %td): wrote past C", where, M, N, K);
+            if (threads == 1)
+                memcpy(C1, C, size * M * N);
+            else
+                check(g, memcmp(C1, C, size * M * N) == 0, "fl_matmul %s dtype %d (%td, %td, %td) "
+                      "trans %d%d: %d threads differ from one", where, dtype, M, N, K, trans_a,
+                      trans_b, threads);
+        }
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(C1);
+    free(want);
+    free(bound);
+}
+
+long test_matmul(void)
+{
+    struct check_group g = check_begin("fl_matmul vs naive GEMM");
+    struct rng rng = {0x5eed0003};
+    static const ptrdiff_t sizes[] = {1, 3, 17, 67, 130};
+    // beyond the cube: across the kc (256) and mc (96, 144) blocks, across nc (2040-3072 float,
+    // 1024-1536 double columns), and K = 0 (C = 0) and empty products
+    static const ptrdiff_t more[][3] = {{300, 37, 290}, {5, 3100, 260}, {3, 5, 0}, {0, 4, 3},
+                                        {4, 0, 3}};
+    const int n = sizeof sizes / sizeof sizes[0];
+    for (int dtype = 0; dtype <= 1; dtype++)
+        for (int trans = 0; trans < 4; trans++) {
+            for (int q = 0; q < n * n * n; q++)
+                matmul_case(&g, &rng, dtype, sizes[q / (n * n)], sizes[q / n % n], sizes[q % n],
+                             trans >> 1, trans & 1);
+            for (size_t q = 0; q < sizeof more / sizeof more[0]; q++)
+                matmul_case(&g, &rng, dtype, more[q][0], more[q][1], more[q][2], trans >> 1,
+                             trans & 1);
+        }
+    return check_summary(&g, "M, N, K in {1,3,17,67,130} and 5 more, 4 transposes, 1-3 threads");
+}

@@ -1,0 +1,756 @@
+/* test_passes.c - the passes of fastlstm.h through its public entry points, against a naive C
+ * version written from the header's equations; and the entry points' checks.
+ *
+ * The naive version computes in double with plain loops: a sequence step by step, row by row, and
+ * its backward through time in the same way; a cell is a one-step sequence. Each case runs at every
+ * SIMD level this CPU has and with 1, 2 and 3 threads; the first is compared with the naive
+ * version, the others must give the same bits. Every output array starts as NaN, so a pass that
+ * reads what it should only write, or accumulates into it, fails.
+ *
+ * Shapes: T = steps, B = rows, I = inputs, H = units, G = gate blocks, N = G*H, R = bias rows.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "../fastlstm.h"
+#include "check.h"
+#include "tests.h"
+
+/* ---- a problem: its sizes and inputs in double (values exact in its dtype) ----------------------- */
+
+struct problem {
+    int kind, dtype, cell;
+    ptrdiff_t T, B, I, H, G, N, R;
+    ptrdiff_t *lengths;            /* (B,) or NULL */
+    double *xs;                    /* (T, B, I) */
+    double *h0, *c0;               /* (B, H) or NULL (zeros) */
+    double *W, *U, *b;             /* (I, N), (H, N), (R, N) */
+    double *dhs;                   /* (T, B, H) or NULL */
+    double *dh_T, *dc_T;           /* (B, H) or NULL */
+};
+
+/* What a forward and a backward give, in double: the naive version's, or the library's read back. */
+struct results {
+    double *hs, *cs;    /* (T+1, B, H): [0] the initial state */
+    double *gates;      /* (T, B, N) */
+    double *hn;         /* (T, B, H) */
+    double *dxs;        /* (T, B, I) */
+    double *dh0, *dc0;  /* (B, H) */
+    double *dW, *dU, *db; /* (I, N), (H, N), (R, N) */
+};
+
+static double *random_array(struct rng *rng, ptrdiff_t n, int dtype, double scale)
+{
+    double *a = malloc(sizeof(double) * (n + 1));
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double v = rng_uniform(rng, -scale, scale);
+        a[i] = dtype ? v : (double)(float)v;
+    }
+    return a;
+}
+
+static double *zeros(ptrdiff_t n)
+{
+    return calloc((size_t)n + 1, sizeof(double));
+}
+
+static void free_problem(struct problem *p)
+{
+    free(p->lengths);
+    free(p->xs);
+    free(p->h0);
+    free(p->c0);
+    free(p->W);
+    free(p->U);
+    free(p->b);
+    free(p->dhs);
+    free(p->dh_T);
+    free(p->dc_T);
+}
+
+static void free_results(struct results *r)
+{
+    double *arrays[] = {r->hs, r->cs, r->gates, r->hn, r->dxs, r->dh0, r->dc0, r->dW, r->dU, r->db};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        free(arrays[i]);
+}
+
+/* ---- the naive version ----------------------------------------------------------------------------- */
+
+static double sigmoid(double x)
+{
+    return 1 / (1 + exp(-x));
+}
+
+/* Whether step t is past row r's end. */
+static int past(const struct problem *p, ptrdiff_t t, ptrdiff_t r)
+{
+    return p->lengths && t >= p->lengths[r];
+}
+
+/* The forward, step by step (fastlstm.h):
+ *   LSTM: z = x_t W + h U + b; i, f, o = sigmoid, g = tanh; c_t = f c + i g; h_t = o tanh(c_t)
+ *   GRU:  r, z = sigmoid(x W + b0 + h U + b1); hn = h U_n + b1_n; n = tanh(x W_n + b0_n + r hn);
+ *         h_t = (1 - z) n + z h
+ *   RNN:  h_t = tanh(x W + h U + b)
+ * Past a row's end its h and c carry. */
+static void naive_forward(const struct problem *p, struct results *o)
+{
+    const ptrdiff_t T = p->T, B = p->B, I = p->I, H = p->H, N = p->N, BH = B * H;
+    o->hs = zeros((T + 1) * BH);
+    o->cs = zeros((T + 1) * BH);
+    o->gates = zeros(T * B * N);
+    o->hn = zeros(T * BH);
+    double *zx = zeros(N), *zh = zeros(N);
+    for (ptrdiff_t i = 0; i < BH; i++) {
+        o->hs[i] = p->h0 ? p->h0[i] : 0;
+        o->cs[i] = p->c0 ? p->c0[i] : 0;
+    }
+    for (ptrdiff_t t = 0; t < T; t++)
+        for (ptrdiff_t r = 0; r < B; r++) {
+            const double *x = p->xs + (t * B + r) * I, *h_prev = o->hs + t * BH + r * H;
+            const double *c_prev = o->cs + t * BH + r * H;
+            double *h = o->hs + (t + 1) * BH + r * H, *c = o->cs + (t + 1) * BH + r * H;
+            double *act = o->gates + (t * B + r) * N, *hn = o->hn + t * BH + r * H;
+            if (past(p, t, r)) {
+                for (ptrdiff_t j = 0; j < H; j++) {
+                    h[j] = h_prev[j];
+                    c[j] = c_prev[j];
+                }
+                continue;
+            }
+            // zx = x_t W + b[0]; zh = h_{t-1} U (+ b[1], the GRU's)
+            for (ptrdiff_t n = 0; n < N; n++) {
+                zx[n] = p->b[n];
+                zh[n] = p->kind == FL_GRU ? p->b[N + n] : 0;
+                for (ptrdiff_t i = 0; i < I; i++)
+                    zx[n] += x[i] * p->W[i * N + n];
+                for (ptrdiff_t k = 0; k < H; k++)
+                    zh[n] += h_prev[k] * p->U[k * N + n];
+            }
+            for (ptrdiff_t j = 0; j < H; j++) {
+                if (p->kind == FL_LSTM) {
+                    const double ig = sigmoid(zx[j] + zh[j]), fg = sigmoid(zx[H + j] + zh[H + j]);
+                    const double gg = tanh(zx[2 * H + j] + zh[2 * H + j]);
+                    const double og = sigmoid(zx[3 * H + j] + zh[3 * H + j]);
+                    c[j] = fg * c_prev[j] + ig * gg;
+                    h[j] = og * tanh(c[j]);
+                    act[j] = ig, act[H + j] = fg, act[2 * H + j] = gg, act[3 * H + j] = og;
+                } else if (p->kind == FL_GRU) {
+                    const double rg = sigmoid(zx[j] + zh[j]), zg = sigmoid(zx[H + j] + zh[H + j]);
+                    const double ng = tanh(zx[2 * H + j] + rg * zh[2 * H + j]);
+                    hn[j] = zh[2 * H + j];
+                    h[j] = (1 - zg) * ng + zg * h_prev[j];
+                    act[j] = rg, act[H + j] = zg, act[2 * H + j] = ng;
+                } else {
+                    h[j] = tanh(zx[j] + zh[j]);
+                }
+            }
+        }
+    free(zx);
+    free(zh);
+}
+
+/* The backward through time of naive_forward's results, from dhs (every step's h_t), dh_T and
+ * dc_T; past a row's end no gradient is made and dh, dc carry. dzx is the gradient of the
+ * input-side pre-activation, dzh of the recurrent side: the same but for the GRU's n block, which
+ * the reset gate scales on the recurrent side. */
+static void naive_backward(const struct problem *p, struct results *o)
+{
+    const ptrdiff_t T = p->T, B = p->B, I = p->I, H = p->H, N = p->N, BH = B * H;
+    o->dxs = zeros(T * B * p->I);
+    o->dW = zeros(I * N);
+    o->dU = zeros(H * N);
+    o->db = zeros(p->R * N);
+    double *dh = zeros(BH), *dc = zeros(BH), *dzx = zeros(N), *dzh = zeros(N);
+    double *direct = zeros(H);
+    for (ptrdiff_t i = 0; i < BH; i++) {
+        dh[i] = p->dh_T ? p->dh_T[i] : 0;
+        dc[i] = p->dc_T && p->kind == FL_LSTM ? p->dc_T[i] : 0;
+    }
+    for (ptrdiff_t t = T - 1; t >= 0; t--)
+        for (ptrdiff_t r = 0; r < B; r++) {
+            if (past(p, t, r))
+                continue;
+            const double *x = p->xs + (t * B + r) * I, *h_prev = o->hs + t * BH + r * H;
+            const double *h = o->hs + (t + 1) * BH + r * H;
+            const double *c_prev = o->cs + t * BH + r * H, *c = o->cs + (t + 1) * BH + r * H;
+            const double *act = o->gates + (t * B + r) * N, *hn = o->hn + t * BH + r * H;
+            double *dh_r = dh + r * H, *dc_r = dc + r * H;
+            for (ptrdiff_t j = 0; j < H; j++) {
+                const double dht = (p->dhs ? p->dhs[t * BH + r * H + j] : 0) + dh_r[j];
+                direct[j] = 0;
+                if (p->kind == FL_LSTM) {
+                    const double ig = act[j], fg = act[H + j], gg = act[2 * H + j], og = act[3 * H + j];
+                    const double tc = tanh(c[j]);
+                    const double dct = dc_r[j] + dht * og * (1 - tc * tc);
+                    dzx[j] = dct * gg * ig * (1 - ig);
+                    dzx[H + j] = dct * c_prev[j] * fg * (1 - fg);
+                    dzx[2 * H + j] = dct * ig * (1 - gg * gg);
+                    dzx[3 * H + j] = dht * tc * og * (1 - og);
+                    dc_r[j] = dct * fg;
+                    for (int k = 0; k < 4; k++)
+                        dzh[k * H + j] = dzx[k * H + j];
+                } else if (p->kind == FL_GRU) {
+                    const double rg = act[j], zg = act[H + j], ng = act[2 * H + j];
+                    const double dn = dht * (1 - zg) * (1 - ng * ng);
+                    dzx[j] = dzh[j] = dn * hn[j] * rg * (1 - rg);
+                    dzx[H + j] = dzh[H + j] = dht * (h_prev[j] - ng) * zg * (1 - zg);
+                    dzx[2 * H + j] = dn;
+                    dzh[2 * H + j] = dn * rg;
+                    direct[j] = dht * zg;
+                } else {
+                    dzx[j] = dzh[j] = dht * (1 - h[j] * h[j]);
+                }
+            }
+            // dx_t = dzx W^T; dh_{t-1} = direct + dzh U^T; dW += x^T dzx; dU += h^T dzh; db += dz
+            for (ptrdiff_t i = 0; i < I; i++) {
+                double sum = 0;
+                for (ptrdiff_t n = 0; n < N; n++)
+                    sum += dzx[n] * p->W[i * N + n];
+                o->dxs[(t * B + r) * I + i] = sum;
+            }
+            for (ptrdiff_t k = 0; k < H; k++) {
+                double sum = direct[k];
+                for (ptrdiff_t n = 0; n < N; n++)
+                    sum += dzh[n] * p->U[k * N + n];
+                dh_r[k] = sum;
+            }
+            for (ptrdiff_t n = 0; n < N; n++) {
+                for (ptrdiff_t i = 0; i < I; i++)
+                    o->dW[i * N + n] += x[i] * dzx[n];
+                for (ptrdiff_t k = 0; k < H; k++)
+                    o->dU[k * N + n] += h_prev[k] * dzh[n];
+                o->db[n] += dzx[n];
+                if (p->kind == FL_GRU)
+                    o->db[N + n] += dzh[n];
+            }
+        }
+    o->dh0 = dh;
+    o->dc0 = dc;
+    free(dzx);
+    free(dzh);
+    free(direct);
+}
+
+/* ---- the library's side: arrays of the dtype ----------------------------------------------------- */
+
+static void *typed(const double *values, ptrdiff_t n, int dtype)
+{
+    if (!values)
+        return NULL;
+    void *a = malloc((dtype ? sizeof(double) : sizeof(float)) * (size_t)(n > 0 ? n : 1));
+    for (ptrdiff_t i = 0; i < n; i++)
+        set_element(a, dtype, i, values[i]);
+    return a;
+}
+
+/* An output array of n elements, NaN throughout: a pass must write it, never read it. */
+static void *output(ptrdiff_t n, int dtype)
+{
+    void *a = malloc((dtype ? sizeof(double) : sizeof(float)) * (size_t)(n > 0 ? n : 1));
+    for (ptrdiff_t i = 0; i < n; i++)
+        set_element(a, dtype, i, NAN);
+    return a;
+}
+
+/* The library's arrays of one run, and their sizes. */
+struct run {
+    void *x, *h0, *c0, *W, *U, *b, *dhs, *dh_T, *dc_T;
+    void *h, *c, *gates, *hn, *dx, *dh0, *dc0, *dW, *dU, *db;
+    ptrdiff_t n_h, n_c, n_gates, n_hn, n_dx, n_dh0, n_dc0, n_dW, n_dU, n_db;
+};
+
+static void free_run(struct run *r)
+{
+    void *arrays[] = {r->x, r->h0, r->c0, r->W, r->U, r->b, r->dhs, r->dh_T, r->dc_T, r->h, r->c,
+                      r->gates, r->hn, r->dx, r->dh0, r->dc0, r->dW, r->dU, r->db};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        free(arrays[i]);
+}
+
+/* The library's arrays for a problem: its inputs in the dtype, and its outputs, NaN throughout. */
+static void prepare_run(const struct problem *p, struct run *r)
+{
+    const ptrdiff_t steps = p->cell ? 1 : p->T, states = p->cell ? 1 : p->T + 1;
+    const ptrdiff_t B = p->B, I = p->I, H = p->H, N = p->N, BH = B * H;
+    const int lstm = p->kind == FL_LSTM, gru = p->kind == FL_GRU;
+    const int dt = p->dtype;
+    memset(r, 0, sizeof *r);
+    r->x = typed(p->xs, steps * B * I, dt);
+    r->h0 = typed(p->h0, BH, dt);
+    r->c0 = typed(p->c0, BH, dt);
+    r->W = typed(p->W, I * N, dt);
+    r->U = typed(p->U, H * N, dt);
+    r->b = typed(p->b, p->R * N, dt);
+    r->dhs = typed(p->dhs, steps * BH, dt);
+    r->dh_T = typed(p->dh_T, BH, dt);
+    r->dc_T = typed(p->dc_T, BH, dt);
+    r->n_h = states * BH;
+    r->n_c = lstm ? states * BH : 0;
+    r->n_gates = p->kind != FL_RNN ? steps * B * N : 0;
+    r->n_hn = gru ? steps * BH : 0;
+    r->n_dx = steps * B * I;
+    r->n_dh0 = BH;
+    r->n_dc0 = lstm ? BH : 0;
+    r->n_dW = I * N;
+    r->n_dU = H * N;
+    r->n_db = p->R * N;
+    r->h = output(r->n_h, dt);
+    r->c = lstm ? output(r->n_c, dt) : NULL;
+    r->gates = p->kind != FL_RNN ? output(r->n_gates, dt) : NULL;
+    r->hn = gru ? output(r->n_hn, dt) : NULL;
+    r->dx = output(r->n_dx, dt);
+    r->dh0 = output(r->n_dh0, dt);
+    r->dc0 = lstm ? output(r->n_dc0, dt) : NULL;
+    r->dW = output(r->n_dW, dt);
+    r->dU = output(r->n_dU, dt);
+    r->db = output(r->n_db, dt);
+}
+
+/* The argument structs of a run, which the entry-check tests spoil one field at a time. */
+struct call {
+    struct fl_desc d;
+    struct fl_weights w;
+    struct fl_inputs in;
+    struct fl_state state;
+    struct fl_output_grads dout;
+    struct fl_grads grads;
+};
+
+static struct call call_of(const struct problem *p, const struct run *r, int simd, int threads)
+{
+    const struct call c = {{p->kind, p->dtype, p->T, p->B, p->I, p->H, p->lengths, threads, simd},
+                           {r->W, r->U, r->b},
+                           {r->x, r->h0, r->c0},
+                           {r->h, r->c, r->gates, r->hn},
+                           {r->dhs, r->dh_T, r->dc_T},
+                           {r->dx, r->dh0, r->dc0, r->dW, r->dU, r->db}};
+    return c;
+}
+
+/* Calls the entry point of a pass (enum fl_pass) with the call's arguments (NULL ones as NULL). */
+static int call_pass(int pass, const struct fl_desc *d, const struct fl_weights *w,
+                     const struct fl_inputs *in, const struct fl_state *state,
+                     const struct fl_output_grads *dout, const struct fl_grads *grads, void *work,
+                     size_t bytes)
+{
+    switch (pass) {
+    case FL_FORWARD:
+        return fl_forward(d, state, in, w, work, bytes);
+    case FL_CELL_FORWARD:
+        return fl_cell_forward(d, state, in, w, work, bytes);
+    case FL_BACKWARD:
+        return fl_backward(d, grads, state, dout, in, w, work, bytes);
+    default:
+        return fl_cell_backward(d, grads, state, dout, in, w, work, bytes);
+    }
+}
+
+static int pass_of(int cell, int backward)
+{
+    return cell ? (backward ? FL_CELL_BACKWARD : FL_CELL_FORWARD)
+                : (backward ? FL_BACKWARD : FL_FORWARD);
+}
+
+/* Runs the problem's forward then backward at one SIMD level and thread count; returns the
+ * first status that is not FL_OK, or FL_OK. The workspaces are exactly as large as fl_workspace
+ * says (so a sanitizer sees any access past them). */
+static int run_passes(const struct problem *p, int simd, int threads, struct run *r)
+{
+    prepare_run(p, r);
+    const struct call c = call_of(p, r, simd, threads);
+    for (int backward = 0; backward <= 1; backward++) {
+        const int pass = pass_of(p->cell, backward);
+        size_t bytes = 0;
+        int status = fl_workspace(pass, &c.d, &bytes);
+        if (status != FL_OK)
+            return status;
+        void *work = malloc(bytes ? bytes : 1);
+        status = call_pass(pass, &c.d, &c.w, &c.in, &c.state, &c.dout, &c.grads, work, bytes);
+        free(work);
+        if (status != FL_OK)
+            return status;
+    }
+    return FL_OK;
+}
+
+/* ---- comparisons ----------------------------------------------------------------------------------- */
+
+/* The worst relative error seen, per dtype, for the summary. */
+static double worst_error[2];
+
+/* Compares n elements of the library's array with the naive one: |got - want| <= tol (|want| + 1),
+ * skipping (step, row) pairs past a row's end where `rows_of` (elements per row, 0 for none) says the
+ * array holds nothing there (gates, hn). Returns the failures. */
+static long compare(struct check_group *g, const char *what, const char *where,
+                    const struct problem *p, const void *got, const double *want, ptrdiff_t n,
+                    ptrdiff_t rows_of, double tol)
+{
+    long wrong = 0;
+    ptrdiff_t first = -1;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        if (rows_of && past(p, i / rows_of / p->B, i / rows_of % p->B))
+            continue;
+        const double error = fabs(element(got, p->dtype, i) - want[i]) / (fabs(want[i]) + 1);
+        if (!(error <= tol)) {
+            first = wrong++ ? first : i;
+        } else if (error > worst_error[p->dtype]) {
+            worst_error[p->dtype] = error;
+        }
+    }
+    check(g, wrong == 0, "%s: %s, %ld of %td elements wrong, first [%td] = %.17g, naive %.17g",
+          where, what, wrong, n, first, first < 0 ? 0 : element(got, p->dtype, first),
+          first < 0 ? 0 : want[first]);
+    return wrong;
+}
+
+static const char *kind_name(int kind)
+{
+    return kind == FL_LSTM ? "lstm" : kind == FL_GRU ? "gru" : "rnn";
+}
+
+/* Whether two runs wrote the same bits. */
+static int same_bits(const struct run *a, const struct run *b, int dtype)
+{
+    const size_t size = dtype ? sizeof(double) : sizeof(float);
+    const void *x[] = {a->h, a->c, a->gates, a->hn, a->dx, a->dh0, a->dc0, a->dW, a->dU, a->db};
+    const void *y[] = {b->h, b->c, b->gates, b->hn, b->dx, b->dh0, b->dc0, b->dW, b->dU, b->db};
+    const ptrdiff_t n[] = {a->n_h, a->n_c, a->n_gates, a->n_hn, a->n_dx, a->n_dh0, a->n_dc0,
+                           a->n_dW, a->n_dU, a->n_db};
+    for (int i = 0; i < 10; i++)
+        if (n[i] && memcmp(x[i], y[i], size * (size_t)n[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* Tolerances relative to |want| + 1: the double results differ from naive C by rounding alone;
+ * float ones by float rounding through the steps. */
+#define TOL_F64 1e-12
+#define TOL_F32 1e-5
+
+/* Runs the problem at every level and 1-3 threads against the naive version. */
+static void check_problem(struct check_group *g, const struct problem *p, const char *variant)
+{
+    struct results o = {0};
+    naive_forward(p, &o);
+    naive_backward(p, &o);
+    const ptrdiff_t B = p->B, H = p->H, BH = B * H;
+    const double tol = p->dtype ? TOL_F64 : TOL_F32;
+    // a cell's state arrays are a step's: the naive ones from [1]
+    const double *h = p->cell ? o.hs + BH : o.hs, *c = p->cell ? o.cs + BH : o.cs;
+    for (int simd = 0; simd <= fl_simd_max(); simd++) {
+        struct run first = {0}; /* the one-thread run, which the others must match */
+        int have_first = 0;
+        for (int threads = 1; threads <= 3; threads++) {
+            char where[160];
+            snprintf(where, sizeof where, "%s %s %s T%td B%td I%td H%td %s %s threads %d",
+                     p->cell ? "cell" : "sequence", kind_name(p->kind), p->dtype ? "f64" : "f32",
+                     p->T, B, p->I, H, variant, fl_simd_name(simd), threads);
+            struct run r;
+            const int status = run_passes(p, simd, threads, &r);
+            if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
+                free_run(&r);
+                continue;
+            }
+            if (threads > 1) {
+                check(g, have_first && same_bits(&first, &r, p->dtype),
+                      "%s: bits differ from 1 thread", where);
+                free_run(&r);
+                continue;
+            }
+            compare(g, "h", where, p, r.h, h, r.n_h, 0, tol);
+            if (p->kind == FL_LSTM) {
+                compare(g, "c", where, p, r.c, c, r.n_c, 0, tol);
+                compare(g, "dc0", where, p, r.dc0, o.dc0, BH, 0, tol);
+            }
+            if (p->kind != FL_RNN)
+                compare(g, "gates", where, p, r.gates, o.gates, r.n_gates, p->N, tol);
+            if (p->kind == FL_GRU)
+                compare(g, "hn", where, p, r.hn, o.hn, r.n_hn, H, tol);
+            compare(g, "dx", where, p, r.dx, o.dxs, r.n_dx, 0, tol);
+            compare(g, "dh0", where, p, r.dh0, o.dh0, BH, 0, tol);
+            compare(g, "dW", where, p, r.dW, o.dW, r.n_dW, 0, tol);
+            compare(g, "dU", where, p, r.dU, o.dU, r.n_dU, 0, tol);
+            compare(g, "db", where, p, r.db, o.db, r.n_db, 0, tol);
+            first = r;
+            have_first = 1;
+        }
+        free_run(&first);
+    }
+    free_results(&o);
+}
+
+/* The variants of a sequence problem: lengths or not, optional arrays given or NULL. */
+enum variant { ALL_GIVEN, WITH_LENGTHS, NULL_STATE_AND_DHS, LENGTHS_NULL_FINAL_GRADS, VARIANTS };
+static const char *const variant_names[] = {"all arrays", "lengths", "NULL h0 c0 dhs",
+                                            "lengths, NULL c0 dh_T dc_T"};
+
+/* A random problem of the kind, dtype and sizes; a cell's has one step and no dhs or lengths. */
+static struct problem make_problem(struct rng *rng, int kind, int dtype, int cell, ptrdiff_t T,
+                                   ptrdiff_t B, ptrdiff_t I, ptrdiff_t H, int variant)
+{
+    struct problem p = {.kind = kind, .dtype = dtype, .cell = cell, .T = cell ? 1 : T, .B = B,
+                        .I = I, .H = H, .G = fl_gates(kind), .R = fl_bias_rows(kind)};
+    p.N = p.G * H;
+    const ptrdiff_t BH = B * H;
+    p.xs = random_array(rng, p.T * B * I, dtype, 1);
+    // weights of about torch's scale for the larger shapes, so that sums stay near 1
+    p.W = random_array(rng, I * p.N, dtype, I > 11 ? 2 / sqrt((double)I) : 0.6);
+    p.U = random_array(rng, H * p.N, dtype, H > 11 ? 2 / sqrt((double)H) : 0.6);
+    p.b = random_array(rng, p.R * p.N, dtype, 0.5);
+    const int lengths = !cell && (variant == WITH_LENGTHS || variant == LENGTHS_NULL_FINAL_GRADS);
+    if (lengths) { // rows that end early (one step short), never start, and run whole
+        p.lengths = malloc(sizeof(ptrdiff_t) * (B + 1));
+        for (ptrdiff_t r = 0; r < B; r++)
+            p.lengths[r] = r % 3 == 0 ? (T > 0 ? T - 1 : 0) : r % 3 == 1 ? 0 : T;
+    }
+    if (cell || variant != NULL_STATE_AND_DHS) {
+        p.h0 = random_array(rng, BH, dtype, 1);
+        if (kind == FL_LSTM && (cell || variant != LENGTHS_NULL_FINAL_GRADS))
+            p.c0 = random_array(rng, BH, dtype, 1);
+    }
+    if (!cell && variant != NULL_STATE_AND_DHS)
+        p.dhs = random_array(rng, p.T * BH, dtype, 1);
+    // a cell's dh and dc may be NULL (but the GRU's dh) in the last variant, as a sequence's
+    const int final_grads = variant != LENGTHS_NULL_FINAL_GRADS;
+    if (final_grads || (cell && kind == FL_GRU))
+        p.dh_T = random_array(rng, BH, dtype, 1);
+    if (final_grads && kind == FL_LSTM)
+        p.dc_T = random_array(rng, BH, dtype, 1);
+    return p;
+}
+
+long test_passes(void)
+{
+    struct check_group g = check_begin("passes vs naive C");
+    struct rng rng = {0x5eed0004};
+    static const ptrdiff_t Ts[] = {0, 1, 5}, Bs[] = {1, 3}, Is[] = {1, 7}, Hs[] = {1, 5, 17};
+    // larger shapes, each with a reason: threads at work (team_size), the steps computing their
+    // own input side (B >= 8), backward dot products (B = 1, H >= 512), rows past 4-row tiles,
+    // and empty dimensions
+    static const ptrdiff_t more[][4] = {{4, 9, 7, 64}, {2, 1, 3, 512}, {2, 16, 16, 128},
+                                        {3, 5, 2, 9},  {3, 13, 0, 20}, {3, 0, 2, 3},
+                                        {2, 2, 3, 0}};
+    const ptrdiff_t cases = 3 * 2 * 2 * 3 + (ptrdiff_t)(sizeof more / sizeof more[0]);
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int dtype = 0; dtype <= 1; dtype++)
+            for (int cell = 0; cell <= 1; cell++)
+                for (ptrdiff_t q = 0; q < cases; q++) {
+                    ptrdiff_t T, B, I, H;
+                    if (q < 36) {
+                        T = Ts[q / 12], B = Bs[q / 6 % 2], I = Is[q / 3 % 2], H = Hs[q % 3];
+                    } else {
+                        T = more[q - 36][0], B = more[q - 36][1], I = more[q - 36][2],
+                        H = more[q - 36][3];
+                    }
+                    if (cell && ((q < 36 && T != 1) || H >= 512))
+                        continue; /* a cell's T is one step: the small shapes once; no dots */
+                    for (int v = 0; v < VARIANTS; v++) {
+                        if (cell && (v == WITH_LENGTHS || v == NULL_STATE_AND_DHS))
+                            continue; /* cells take no lengths and require their state */
+                        if (q >= 36 && (v == WITH_LENGTHS || v == NULL_STATE_AND_DHS))
+                            continue; /* the larger shapes (slow with threads) in two variants */
+                        struct problem p = make_problem(&rng, kind, dtype, cell, T, B, I, H, v);
+                        check_problem(&g, &p, variant_names[v]);
+                        free_problem(&p);
+                    }
+                }
+    char note[128];
+    snprintf(note, sizeof note, "worst error/(|naive|+1): f32 %.2g (tol %g), f64 %.2g (tol %g)",
+             worst_error[0], TOL_F32, worst_error[1], TOL_F64);
+    return check_summary(&g, note);
+}
+
+/* ---- the entry points' checks ----------------------------------------------------------------- */
+
+#define CANARY 0xA5
+
+/* The run's output arrays, filled with canary bytes; whether they still hold them. */
+static void fill_outputs(struct run *r, int dtype)
+{
+    const size_t size = dtype ? sizeof(double) : sizeof(float);
+    void *x[] = {r->h, r->c, r->gates, r->hn, r->dx, r->dh0, r->dc0, r->dW, r->dU, r->db};
+    const ptrdiff_t n[] = {r->n_h, r->n_c, r->n_gates, r->n_hn, r->n_dx, r->n_dh0, r->n_dc0,
+                           r->n_dW, r->n_dU, r->n_db};
+    for (int i = 0; i < 10; i++)
+        if (x[i])
+            memset(x[i], CANARY, size * (size_t)n[i]);
+}
+
+static int outputs_intact(const struct run *r, int dtype)
+{
+    const size_t size = dtype ? sizeof(double) : sizeof(float);
+    const void *x[] = {r->h, r->c, r->gates, r->hn, r->dx, r->dh0, r->dc0, r->dW, r->dU, r->db};
+    const ptrdiff_t n[] = {r->n_h, r->n_c, r->n_gates, r->n_hn, r->n_dx, r->n_dh0, r->n_dc0,
+                           r->n_dW, r->n_dU, r->n_db};
+    for (int i = 0; i < 10; i++)
+        for (size_t k = 0; x[i] && k < size * (size_t)n[i]; k++)
+            if (((const unsigned char *)x[i])[k] != CANARY)
+                return 0;
+    return 1;
+}
+
+/* Calls a pass with a workspace of `bytes` (NULL when `null_work`), the outputs and workspace
+ * filled with canary bytes; checks the status is `want` and, when it is an error, that neither
+ * the outputs nor the workspace changed. */
+static void expect(struct check_group *g, const char *what, int want, int pass, struct run *r,
+                   int dtype, const struct call *c, size_t bytes, int null_work)
+{
+    void *work = malloc(bytes + 1);
+    memset(work, 0x5A, bytes + 1);
+    fill_outputs(r, dtype);
+    const int status = call_pass(pass, &c->d, &c->w, &c->in, &c->state, &c->dout, &c->grads,
+                                 null_work ? NULL : work, bytes);
+    check(g, status == want, "pass %d %s: status %d, expected %d", pass, what, status, want);
+    if (want != FL_OK) {
+        int work_intact = 1;
+        for (size_t k = 0; k <= bytes; k++)
+            work_intact &= ((unsigned char *)work)[k] == 0x5A;
+        check(g, outputs_intact(r, dtype) && work_intact, "pass %d %s: wrote before failing", pass,
+              what);
+    }
+    free(work);
+}
+
+long test_entry_checks(void)
+{
+    struct check_group g = check_begin("entry point checks");
+    struct rng rng = {0x5eed0005};
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int dtype = 0; dtype <= 1; dtype++)
+            for (int pass = FL_FORWARD; pass <= FL_CELL_BACKWARD; pass++) {
+                const int cell = pass == FL_CELL_FORWARD || pass == FL_CELL_BACKWARD;
+                const int backward = pass == FL_BACKWARD || pass == FL_CELL_BACKWARD;
+                struct problem p = make_problem(&rng, kind, dtype, cell, 3, 2, 3, 4, WITH_LENGTHS);
+                struct run r;
+                prepare_run(&p, &r);
+                const struct call ok = call_of(&p, &r, 0, 2);
+                size_t bytes = 0;
+                const int status = fl_workspace(pass, &ok.d, &bytes);
+                check(&g, status == FL_OK && bytes > 0, "fl_workspace(%d) status %d, %zu bytes",
+                      pass, status, bytes);
+                // the workspace: one byte short, or none
+                expect(&g, "workspace one byte short", FL_ERR_WORKSPACE, pass, &r, dtype, &ok,
+                       bytes - 1, 0);
+                expect(&g, "NULL workspace", FL_ERR_WORKSPACE, pass, &r, dtype, &ok, bytes, 1);
+                // sizes
+                struct call c;
+#define SPOIL(field, value, want, what)                                                            \
+    do {                                                                                           \
+        c = ok;                                                                                    \
+        c.field = value;                                                                           \
+        expect(&g, what, want, pass, &r, dtype, &c, bytes, 0);                                     \
+    } while (0)
+                SPOIL(d.T, -1, cell ? FL_OK : FL_ERR_SIZE, "T = -1 (a cell ignores T)");
+                SPOIL(d.B, -1, FL_ERR_SIZE, "B = -1");
+                SPOIL(d.I, -1, FL_ERR_SIZE, "I = -1");
+                SPOIL(d.H, -1, FL_ERR_SIZE, "H = -1");
+                SPOIL(d.num_threads, 0, FL_ERR_SIZE, "num_threads = 0");
+                const ptrdiff_t too_long[] = {3, 4}, negative[] = {-1, 2};
+                if (!cell) {
+                    SPOIL(d.lengths, too_long, FL_ERR_SIZE, "a length above T");
+                    SPOIL(d.lengths, negative, FL_ERR_SIZE, "a negative length");
+                }
+                // kinds, dtypes, SIMD levels
+                SPOIL(d.kind, 3, FL_ERR_ARGUMENT, "kind 3");
+                SPOIL(d.kind, -1, FL_ERR_ARGUMENT, "kind -1");
+                SPOIL(d.dtype, 2, FL_ERR_ARGUMENT, "dtype 2");
+                SPOIL(d.simd, fl_simd_max() + 1, FL_ERR_SIMD, "simd above fl_simd_max()");
+                SPOIL(d.simd, -1, FL_ERR_SIMD, "simd -1");
+                // required arrays
+                SPOIL(w.W, NULL, FL_ERR_ARGUMENT, "W NULL");
+                SPOIL(w.U, NULL, FL_ERR_ARGUMENT, "U NULL");
+                SPOIL(w.b, NULL, FL_ERR_ARGUMENT, "b NULL");
+                SPOIL(in.x, NULL, FL_ERR_ARGUMENT, "x NULL");
+                if (!backward || kind == FL_RNN)
+                    SPOIL(state.h, NULL, FL_ERR_ARGUMENT, "h NULL");
+                if (kind == FL_LSTM)
+                    SPOIL(state.c, NULL, FL_ERR_ARGUMENT, "c NULL");
+                if (kind != FL_RNN)
+                    SPOIL(state.gates, NULL, FL_ERR_ARGUMENT, "gates NULL");
+                if (kind == FL_GRU)
+                    SPOIL(state.hn, NULL, FL_ERR_ARGUMENT, "hn NULL");
+                if (cell) {
+                    SPOIL(in.h0, NULL, FL_ERR_ARGUMENT, "a cell's h_prev NULL");
+                    if (kind == FL_LSTM)
+                        SPOIL(in.c0, NULL, FL_ERR_ARGUMENT, "a cell's c_prev NULL");
+                }
+                if (backward) {
+                    SPOIL(grads.dx, NULL, FL_ERR_ARGUMENT, "dx NULL");
+                    SPOIL(grads.dh0, NULL, FL_ERR_ARGUMENT, "dh0 NULL");
+                    SPOIL(grads.dW, NULL, FL_ERR_ARGUMENT, "dW NULL");
+                    SPOIL(grads.dU, NULL, FL_ERR_ARGUMENT, "dU NULL");
+                    SPOIL(grads.db, NULL, FL_ERR_ARGUMENT, "db NULL");
+                    if (kind == FL_LSTM)
+                        SPOIL(grads.dc0, NULL, FL_ERR_ARGUMENT, "dc0 NULL");
+                    if (cell && kind == FL_GRU)
+                        SPOIL(dout.dh_T, NULL, FL_ERR_ARGUMENT, "a GRU cell's dh NULL");
+                }
+#undef SPOIL
+                // whole structs missing
+                c = ok;
+                check(&g, call_pass(pass, NULL, &c.w, &c.in, &c.state, &c.dout, &c.grads, NULL, 0) ==
+                              FL_ERR_ARGUMENT, "pass %d: NULL descriptor", pass);
+                check(&g, call_pass(pass, &c.d, NULL, &c.in, &c.state, &c.dout, &c.grads, NULL, bytes) !=
+                              FL_OK, "pass %d: NULL weights accepted", pass);
+                // then the call itself works, with exactly the workspace asked for
+                if (!backward)
+                    expect(&g, "valid call", FL_OK, pass, &r, dtype, &ok, bytes, 0);
+                free_run(&r);
+                free_problem(&p);
+            }
+    // fl_workspace's own arguments
+    const struct fl_desc d = {FL_LSTM, FL_FLOAT32, 3, 2, 3, 4, NULL, 1, 0};
+    size_t bytes;
+    check(&g, fl_workspace(4, &d, &bytes) == FL_ERR_ARGUMENT, "fl_workspace: pass 4 accepted");
+    check(&g, fl_workspace(-1, &d, &bytes) == FL_ERR_ARGUMENT, "fl_workspace: pass -1 accepted");
+    check(&g, fl_workspace(FL_FORWARD, &d, NULL) == FL_ERR_ARGUMENT,
+          "fl_workspace: NULL bytes accepted");
+    check(&g, fl_workspace(FL_FORWARD, NULL, &bytes) == FL_ERR_ARGUMENT,
+          "fl_workspace: NULL descriptor accepted");
+    // fl_matmul's checks, C untouched on error
+    {
+        float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, 0, 0, 1, 1, 1}, C[4] = {-7, -7, -7, -7};
+        size_t need;
+        check(&g, fl_matmul_workspace(FL_FLOAT32, 2, 2, 3, 1, 0, &need) == FL_OK,
+              "fl_matmul_workspace of a valid product failed");
+        char *work = malloc(need);
+        const struct {
+            int dtype;
+            ptrdiff_t M;
+            int threads, simd, want;
+            size_t bytes;
+            const void *A;
+            const char *what;
+        } cases[] = {
+            {2, 2, 1, 0, FL_ERR_ARGUMENT, need, A, "dtype 2"},
+            {FL_FLOAT32, -1, 1, 0, FL_ERR_SIZE, need, A, "M = -1"},
+            {FL_FLOAT32, 2, 0, 0, FL_ERR_SIZE, need, A, "0 threads"},
+            {FL_FLOAT32, 2, 1, fl_simd_max() + 1, FL_ERR_SIMD, need, A, "simd above the max"},
+            {FL_FLOAT32, 2, 1, 0, FL_ERR_WORKSPACE, need - 1, A, "workspace one byte short"},
+            {FL_FLOAT32, 2, 1, 0, FL_ERR_ARGUMENT, need, NULL, "A NULL"},
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            const int status = fl_matmul(cases[i].dtype, C, cases[i].A, B, cases[i].M, 2, 3, 0, 0,
+                                         cases[i].threads, cases[i].simd, work, cases[i].bytes);
+            check(&g, status == cases[i].want && C[0] == -7 && C[3] == -7,
+                  "fl_matmul %s: status %d, expected %d, C[0] %g", cases[i].what, status,
+                  cases[i].want, C[0]);
+        }
+        check(&g, fl_matmul(FL_FLOAT32, C, A, B, 2, 2, 3, 0, 0, 1, 0, work, need) == FL_OK &&
+                      C[0] == 4 && C[1] == 5 && C[2] == 10 && C[3] == 11,
+              "fl_matmul of a 2x3 by 3x2 product: %g %g %g %g", C[0], C[1], C[2], C[3]);
+        free(work);
+    }
+    // sizes too large for any memory, last: under ubsan a size computation that overflows stops
+    // the run here
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int pass = FL_FORWARD; pass <= FL_CELL_BACKWARD; pass++) {
+            const struct fl_desc huge = {kind, FL_FLOAT64, 3, 2, 3, PTRDIFF_MAX / 2, NULL, 1, 0};
+            const int status = fl_workspace(pass, &huge, &bytes);
+            check(&g, status == FL_ERR_OVERFLOW, "fl_workspace(%d) kind %d, H = PTRDIFF_MAX/2: "
+                  "status %d, %zu bytes", pass, kind, status, status == FL_OK ? bytes : 0);
+        }
+    return check_summary(&g, "workspace, sizes, kinds, dtypes, levels, NULL arrays, overflow");
+}
