@@ -2,8 +2,8 @@
 
 OpenMP is probed by compiling a tiny program; without it (or with FASTLSTM_OPENMP=0) the same source
 builds serially, with a warning. FASTLSTM_NATIVE=1 adds -march=native (the default build runs on any
-x86-64 and picks its SIMD kernels at run time). FASTLSTM_SANITIZE=1 adds AddressSanitizer and
-UndefinedBehaviorSanitizer, for .ci/sanitize.
+x86-64 and picks its SIMD kernels at run time). The C layer's own tests, sanitizer builds included,
+are built by csrc/Makefile.
 """
 import os
 import pathlib
@@ -16,11 +16,6 @@ from setuptools.command.build_ext import build_ext
 
 NUMPY_MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 BASE_FLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-unused-function"]
-# -fno-wrapv undoes the -fwrapv in Python's own CFLAGS, which makes signed overflow defined and so
-# hides it from UBSan.
-SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow",
-                  "-fno-sanitize-recover=undefined,float-cast-overflow", "-fno-omit-frame-pointer",
-                  "-g", "-fno-wrapv"]
 
 
 def c_string(text):
@@ -47,8 +42,6 @@ class BuildExt(build_ext):
         flags = list(BASE_FLAGS)
         if os.environ.get("FASTLSTM_NATIVE") == "1":
             flags.append("-march=native")
-        if os.environ.get("FASTLSTM_SANITIZE") == "1":
-            flags += SANITIZE_FLAGS
         if os.environ.get("FASTLSTM_OPENMP") == "0":
             reason = "serial build: FASTLSTM_OPENMP=0"
         elif openmp_works(self.compiler):
@@ -64,7 +57,7 @@ class BuildExt(build_ext):
                       ("FASTLSTM_OPENMP_NOTE", c_string(reason))]
         for ext in self.extensions:
             ext.extra_compile_args = flags
-            ext.extra_link_args = [f for f in flags if f.startswith(("-fopenmp", "-fsanitize="))]
+            ext.extra_link_args = [f for f in flags if f.startswith("-fopenmp")]
             ext.define_macros = NUMPY_MACROS + build_info
         super().build_extensions()
 

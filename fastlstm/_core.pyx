@@ -99,7 +99,7 @@ cdef int _dtype_of(int typenum) except -1:
     raise TypeError(f"fastlstm: the kernels take float32 or float64, got {np.dtype(typenum)}")
 
 
-cdef bint _fits(object a, int typenum, int ndim, ptrdiff_t d0, ptrdiff_t d1=0, ptrdiff_t d2=0):
+cdef bint _fits(object a, int typenum, int ndim, ptrdiff_t d0, ptrdiff_t d1, ptrdiff_t d2):
     """Whether `a` is a well-behaved (C-contiguous, aligned, native byte order) ndarray of
     `typenum` and shape (d0, d1, d2)[:ndim]."""
     if type(a) is not cnp.ndarray:
@@ -120,7 +120,7 @@ cdef bint _fits_shape(object a, int typenum, tuple shape):
 
 cdef bint _fits_bias(object b, int typenum, int kind, ptrdiff_t N):
     cdef int rows = fl_bias_rows(kind)
-    return _fits(b, typenum, 1, N) if rows == 1 else _fits(b, typenum, 2, rows, N)
+    return _fits(b, typenum, 1, N, 0, 0) if rows == 1 else _fits(b, typenum, 2, rows, N, 0)
 
 
 cdef void *_data(object a, str name, int typenum, tuple shape, bint needed) except? NULL:
@@ -296,12 +296,12 @@ cdef int _cell_typenum(object x, object U):
     return typenum if cnp.PyArray_TYPE(<cnp.ndarray>U) == typenum else -1
 
 
-cdef cnp.ndarray _empty(tuple shape, int typenum):
-    """A new C-contiguous array of `shape` (1-d or 2-d)."""
+cdef cnp.ndarray _empty(ptrdiff_t rows, ptrdiff_t cols, int typenum):
+    """A new C-contiguous array of shape (rows, cols), or (rows,) when cols < 0."""
     cdef cnp.npy_intp dims[2]
-    dims[0] = shape[0]
-    dims[1] = shape[1] if len(shape) > 1 else 0
-    return cnp.PyArray_EMPTY(len(shape), dims, typenum, 0)
+    dims[0] = rows
+    dims[1] = cols
+    return cnp.PyArray_EMPTY(1 if cols < 0 else 2, dims, typenum, 0)
 
 
 cdef inline ptrdiff_t _dim(object a, int axis):
@@ -321,15 +321,15 @@ def cell_forward(int kind, x, h_prev, c_prev, W, U, b, int num_threads, int simd
         return None
     cdef ptrdiff_t B = _dim(x, 0), I = _dim(x, 1), H = _dim(U, 0)
     cdef ptrdiff_t N = fl_gates(kind) * H
-    if not (_fits(x, t, 2, B, I) and _fits(h_prev, t, 2, B, H)
-            and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H)) and _fits(W, t, 2, I, N)
-            and _fits(U, t, 2, H, N) and _fits_bias(b, t, kind, N)):
+    if not (_fits(x, t, 2, B, I, 0) and _fits(h_prev, t, 2, B, H, 0)
+            and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H, 0)) and _fits(W, t, 2, I, N, 0)
+            and _fits(U, t, 2, H, N, 0) and _fits_bias(b, t, kind, N)):
         return None
     cdef fl_desc d = _desc(kind, t, 1, B, I, H, num_threads, simd)
-    h = _empty((B, H), t)
-    c = _empty((B, H), t) if kind == FL_LSTM else None
-    gates = _empty((B, N), t) if kind != FL_RNN else None
-    hn = _empty((B, H), t) if kind == FL_GRU else None
+    h = _empty(B, H, t)
+    c = _empty(B, H, t) if kind == FL_LSTM else None
+    gates = _empty(B, N, t) if kind != FL_RNN else None
+    hn = _empty(B, H, t) if kind == FL_GRU else None
     cdef fl_weights w
     cdef fl_inputs inp
     cdef fl_state out
@@ -363,21 +363,23 @@ def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, in
         raise ValueError("cache: not the arrays the matching forward saved")
     cdef ptrdiff_t B = _dim(x, 0), I = _dim(x, 1), H = _dim(U, 0)
     cdef ptrdiff_t N = fl_gates(kind) * H
-    if not (_fits(x, t, 2, B, I) and _fits(h_prev, t, 2, B, H) and _fits(W, t, 2, I, N)
-            and _fits(U, t, 2, H, N) and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H))
-            and (kind != FL_LSTM or _fits(c, t, 2, B, H))
-            and (kind != FL_RNN or _fits(h, t, 2, B, H))
-            and (kind == FL_RNN or _fits(gates, t, 2, B, N))
-            and (kind != FL_GRU or _fits(hn, t, 2, B, H))):
+    if not (_fits(x, t, 2, B, I, 0) and _fits(h_prev, t, 2, B, H, 0) and _fits(W, t, 2, I, N, 0)
+            and _fits(U, t, 2, H, N, 0) and (kind != FL_LSTM or _fits(c_prev, t, 2, B, H, 0))
+            and (kind != FL_LSTM or _fits(c, t, 2, B, H, 0))
+            and (kind != FL_RNN or _fits(h, t, 2, B, H, 0))
+            and (kind == FL_RNN or _fits(gates, t, 2, B, N, 0))
+            and (kind != FL_GRU or _fits(hn, t, 2, B, H, 0))):
         raise ValueError("cache: not the arrays the matching forward saved")
-    if not ((dh is None and kind != FL_GRU) or _fits(dh, t, 2, B, H)):
+    if not ((dh is None and kind != FL_GRU) or _fits(dh, t, 2, B, H, 0)):
         return None
-    if kind == FL_LSTM and not (dc is None or _fits(dc, t, 2, B, H)):
+    if kind == FL_LSTM and not (dc is None or _fits(dc, t, 2, B, H, 0)):
         return None
     cdef fl_desc d = _desc(kind, t, 1, B, I, H, num_threads, simd)
-    dx, dh_prev = _empty((B, I), t), _empty((B, H), t)
-    dc_prev = _empty((B, H), t) if kind == FL_LSTM else None
-    dW, dU, db = _empty((I, N), t), _empty((H, N), t), _empty(_bias_shape(kind, N), t)
+    dx, dh_prev = _empty(B, I, t), _empty(B, H, t)
+    dc_prev = _empty(B, H, t) if kind == FL_LSTM else None
+    cdef int bias_rows = fl_bias_rows(kind)
+    dW, dU = _empty(I, N, t), _empty(H, N, t)
+    db = _empty(N, -1, t) if bias_rows == 1 else _empty(bias_rows, N, t)
     cdef fl_weights w
     cdef fl_inputs inp
     cdef fl_state saved

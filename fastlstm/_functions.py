@@ -82,8 +82,11 @@ class _RNNCellCache(tuple):
     __slots__ = ()
 
 
+# Each kind's cache types, sequence then cell, and the names of the forwards that make them.
 _CACHES = {LSTM: (_LSTMCache, _LSTMCellCache), GRU: (_GRUCache, _GRUCellCache),
            RNN: (_RNNCache, _RNNCellCache)}
+_FORWARDS = {kind: (f"fastlstm.{kind.name}_forward", f"fastlstm.{kind.name}_cell_forward")
+             for kind in _CACHES}
 
 
 def _zeros_if_none(state, like, H):
@@ -132,8 +135,8 @@ def _sequence_forward(kind, xs, states, W, U, b, lengths):
 
 def _sequence_backward(kind, dhs, finals, cache):
     names = ("dh_T", "dc_T") if kind.cell_state else ("dh_T",)
-    dhs, *finals = _validate.sequence_gradients(cache, _CACHES[kind][0], f"fastlstm.{kind.name}"
-                                                "_forward", dhs, **dict(zip(names, finals)))
+    dhs, *finals = _validate.sequence_gradients(cache, _CACHES[kind][0], _FORWARDS[kind][0], dhs,
+                                                **dict(zip(names, finals)))
     return _backward(dhs, *finals, *([None] * (2 - len(finals))), cache)
 
 
@@ -147,7 +150,8 @@ def _cell_forward(kind, x, h_prev, c_prev, W, U, b):
         states = (h_prev, c_prev) if kind.cell_state else (h_prev,)
         x, states, W, U, b = _validate.recurrent_args(
             kind, ("x", x), list(zip(names, states)), W, U, b, sequence=False)
-        h_prev, c_prev = (_zeros_if_none(s, x, U.shape[0]) for s in states + [None] * (2 - len(states)))
+        h_prev = _zeros_if_none(states[0], x, U.shape[0])
+        c_prev = _zeros_if_none(states[1], x, U.shape[0]) if kind.cell_state else None
         out = _core.cell_forward(kind.code, x, h_prev, c_prev, W, U, b, threads, simd)
     cache_type = _CACHES[kind][1]
     if kind is LSTM:
@@ -161,7 +165,7 @@ def _cell_forward(kind, x, h_prev, c_prev, W, U, b):
 
 
 def _cell_backward(kind, dh, dc, cache):
-    _validate.check_cache(cache, _CACHES[kind][1], f"fastlstm.{kind.name}_cell_forward")
+    _validate.check_cache(cache, _CACHES[kind][1], _FORWARDS[kind][1])
     threads, simd = _config.kernel_args()
     out = _core.cell_backward(kind.code, dh, dc, *cache, threads, simd)
     if out is None:
