@@ -48,6 +48,7 @@ A Python exception on one rank leaves the others waiting in the next collective;
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -70,6 +71,8 @@ __all__ = ["broadcast_parameters", "allreduce_gradients", "shard", "chunk", "Dis
 # adds the next, so the chain of ranks works as a pipeline; 1 MiB amortises a message's latency.
 _SEGMENT_BYTES = 1 << 20
 _FOLD_TAG = 0x5EED  # the tag of that chain's point-to-point messages on the user's communicator
+_SCRATCH_ENTRIES = 8  # the fused buffers kept for reuse, per thread
+_scratch = threading.local()
 
 
 # ---- arguments -----------------------------------------------------------------------------------
@@ -245,6 +248,23 @@ def _broadcast_arrays(arrays, root, comm):
 # ---- the reduction -------------------------------------------------------------------------------
 
 
+def _scratch_buffer(role, shape, dtype):
+    """An uninitialised array kept for the next call with the same role, shape and dtype.
+
+    Why not np.empty each step: MPI moves a fresh buffer several times slower than one it has
+    seen (new pages to fault in, and registrations its transports cache by address): 8.6 ms
+    against 1.9 ms for a Reduce and Bcast of 4 MiB between two ranks on this project's machine.
+    Per thread, so that threads calling in parallel never share one.
+    """
+    cache = _scratch.__dict__.setdefault("buffers", {})
+    key = (role, shape, np.dtype(dtype).str)
+    if key not in cache:
+        if len(cache) >= _SCRATCH_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[key] = np.empty(shape, dtype)
+    return cache[key]
+
+
 def _sum_in_rank_order(rows, holders, comm):
     """Sum every rank's `rows` (k, N) in the order of the ranks, then of the rows: on the last
     holding rank, which this returns with the sum, ``(((r0[0] + r0[1]) + r1[0]) + ...)``.
@@ -257,7 +277,7 @@ def _sum_in_rank_order(rows, holders, comm):
     if rank == 0:
         total, rest = rows[0], rows[1:]
     else:
-        total, rest = np.empty(rows.shape[1], rows.dtype), rows
+        total, rest = _scratch_buffer("total", rows.shape[1:], rows.dtype), rows
     if rank <= last:
         step = max(1, _SEGMENT_BYTES // rows.itemsize)
         for start in range(0, rows.shape[1], step):
@@ -308,7 +328,7 @@ def _weighted_rows(layout, grads, weights, dtype, rows=None):
     its weight with the weight as its last element; a weight of 0 gives a zero row, whatever
     the gradients hold (NaN from an empty shard's loss included)."""
     if rows is None:
-        rows = np.empty((len(weights), layout.size(dtype) + 1), dtype)
+        rows = _scratch_buffer("rows", (len(weights), layout.size(dtype) + 1), dtype)
     for row, weight in zip(rows, weights):
         if weight == 0:
             row.fill(0)

@@ -162,3 +162,24 @@ def test_errors_name_the_argument_on_every_rank(tmp_path):
     assert seen[0]["load a missing file"].startswith("FileNotFoundError")
     assert re.match(r"RuntimeError: load_checkpoint\('.*missing.npz'\) failed on rank 0: "
                     r"FileNotFoundError", seen[1]["load a missing file"])
+
+
+@needs_mpi
+def test_distributed_benchmark_reports_every_rank_count(tmp_path):
+    """bench --distributed on 2 ranks: a step timed on 1 and on 2 ranks per shape (after its own
+    checks of the combined gradient and of the ranks' equality), and the allreduce's sizes."""
+    out = tmp_path / "bench.json"
+    printed = mpiexec(2, "-m", "fastlstm", "bench", "--distributed", "--shapes", "4,5,3,6;2,3,2,2",
+                      "--steps", "2", "--dtype", "float64", "--json", out)
+    report = json.loads(out.read_text())
+    assert [(r["shape"], r["ranks"]) for r in report["results"]] == [
+        ([4, 5, 3, 6], 1), ([4, 5, 3, 6], 2), ([2, 3, 2, 2], 1), ([2, 3, 2, 2], 2)]
+    assert [r["rows_per_rank"] for r in report["results"]] == [[5], [3, 2], [3], [2, 1]]
+    for r in report["results"]:
+        T, B, I, H = r["shape"]
+        assert r["parameters"] == 4 * H * (I + H + 1) + H * I + I  # LSTM(I, H) + Linear(H, I)
+        assert 0 < r["allreduce_share"] < 1 and r["step_ms"] > 0
+    sizes = [m["bytes"] for m in report["allreduce"]["messages"]]
+    assert sizes[0] == 4 and sizes[-1] == 16 << 20
+    assert printed.count("data-parallel training step") == 1  # rank 0 alone prints
+    assert printed.count("\n4,5,3,6 ") == 2 and "latency" in printed
