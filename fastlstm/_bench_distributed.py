@@ -8,8 +8,9 @@ the allreduce's time against the message size, with its latency and bandwidth fi
 The global batch is fixed (strong scaling): on n ranks each takes its share of the B sequences.
 A step is the examples' step: zero_grad, the forward of an LSTM(I, H) and a Linear(H, I) read-out,
 the mean squared error, the backward ("compute"); allreduce_gradients weighted by the rank's share
-("allreduce"); clipping and Adam ("update"). A step's time is its slowest rank's, and the allreduce's
-includes the wait for slower ranks, as in training. While n ranks run, the others sleep (polling a
+("allreduce"); clipping and Adam ("update"). A step's time and its parts are those of its slowest
+rank, and the allreduce includes the wait for slower ranks, as in training (medians over the
+steps). While n ranks run, the others sleep (polling a
 non-blocking barrier every millisecond) and leave the cores alone. Before the timed steps, the
 ranks' combined gradient is checked against one process's on the whole batch, and after them the
 ranks' parameters are checked to be bitwise equal: a benchmark of wrong results is worthless.
@@ -116,8 +117,10 @@ def _time_steps(distributed, shape, steps, dtype, reproducible, comm):
     if comm.rank != 0:
         return None
     per_step = np.array(every_rank)
-    step_ms = 1e3 * np.median(per_step.sum(axis=2).max(axis=0))
-    compute_ms, allreduce_ms, update_ms = 1e3 * np.median(per_step.mean(axis=0), axis=0)
+    slowest = per_step.sum(axis=2).argmax(axis=0)  # the rank that set each step's time
+    parts = per_step[slowest, np.arange(per_step.shape[1])]  # (steps, 3): that rank's parts
+    step_ms = 1e3 * np.median(parts.sum(axis=1))
+    compute_ms, allreduce_ms, update_ms = 1e3 * np.median(parts, axis=0)
     return dict(ranks=comm.size, rows_per_rank=[len(range(B)[distributed.chunk(B, comm.size, r)])
                                                 for r in range(comm.size)],
                 step_ms=step_ms, compute_ms=compute_ms, allreduce_ms=allreduce_ms,
