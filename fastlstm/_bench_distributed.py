@@ -189,8 +189,8 @@ def format_report(report):
                      f"{one_rank[shape] / r['step_ms']:7.2f}x")
     allreduce = report["allreduce"]
     if allreduce:
-        lines += ["", f"allreduce_gradients of one float32 array on all ranks (slowest rank, "
-                      f"median):", f"{'bytes':>10} {'us':>10} {'GB/s':>7}"]
+        lines += ["", "allreduce_gradients of one float32 array on all ranks (slowest rank, "
+                      "median):", f"{'bytes':>10} {'us':>10} {'GB/s':>7}"]
         lines += [f"{m['bytes']:10d} {m['us']:10.1f} {m['bytes'] / m['us'] / 1e3:7.3f}"
                   for m in allreduce["messages"]]
         lines.append(f"t = latency + bytes / bandwidth: latency {allreduce['latency_us']:.1f} "

@@ -595,7 +595,7 @@ class ChunkedGradients:
         _check_same_layout("grads", self._layout, self.comm)
         self._rows = {dtype: np.empty((len(self.indices), self._layout.size(dtype) + 1), dtype)
                       for dtype in self._layout.groups}
-        self._added = set()
+        self._added: set[int] = set()
 
     def add(self, index: int, weight: Optional[float] = None) -> None:
         """Keep a copy of the current `grads` as the gradient of chunk `index`, of `weight`.
