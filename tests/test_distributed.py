@@ -5,7 +5,8 @@ What they show: after the start and after every step all ranks hold bitwise equa
 training on shares of unequal size (weighted mean) equals one process on the whole batch (float64,
 1e-10 relative); the reproducible mode gives the same bits in every run, and ChunkedGradients the
 same bits at 1, 2 and 3 ranks; a checkpoint taken at 2 ranks resumes at 3 and continues bit for
-bit; a sub-communicator works as COMM_WORLD does; errors name the argument, on every rank. The
+bit; a sub-communicator works as COMM_WORLD does; errors name the argument, on every rank; the
+README's training script runs and resumes; `bench --distributed` reports every rank count. The
 ranks run with one OpenMP thread each.
 
 They skip when mpi4py or mpiexec is missing (`pip install "fastlstm[mpi]"`). This process never
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 import mpi_worker
-from conftest import CHILD_CWD, mpiexec, needs_mpi
+from conftest import CHILD_CWD, mpiexec, needs_mpi, source_file
 
 WORKER = pathlib.Path(mpi_worker.__file__).resolve()
 
@@ -183,3 +184,22 @@ def test_distributed_benchmark_reports_every_rank_count(tmp_path):
     assert sizes[0] == 4 and sizes[-1] == 16 << 20
     assert printed.count("data-parallel training step") == 1  # rank 0 alone prints
     assert printed.count("\n4,5,3,6 ") == 2 and "latency" in printed
+
+
+@needs_mpi
+def test_readme_training_script_runs_and_resumes(tmp_path):
+    """The README's train.py with a checkpoint every 2 steps: 2 steps on 2 ranks, then resumed
+    from that checkpoint on 3 ranks up to step 4."""
+    readme = source_file("README.md").read_text()
+    script = re.search(r"```python\n(# train.py: the same script.*?)```", readme, re.S).group(1)
+    checkpoint = tmp_path / "run.npz"
+    for old, new in [("step % 100 == 99", "step % 2 == 1"), ('"run.npz"', repr(str(checkpoint)))]:
+        assert old in script, old
+        script = script.replace(old, new)
+    assert "range(first, 300)" in script
+    for last in (2, 4):
+        (tmp_path / f"train{last}.py").write_text(script.replace("300", str(last)))
+    first = mpiexec(2, "-m", "mpi4py", tmp_path / "train2.py")
+    assert re.findall(r"step (\d+): loss", first) == ["2"]
+    resumed = mpiexec(3, "-m", "mpi4py", tmp_path / "train4.py", checkpoint)
+    assert re.findall(r"step (\d+): loss", resumed) == ["4"]  # steps 3 and 4 only
