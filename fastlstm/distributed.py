@@ -21,8 +21,8 @@ one process would on the whole batch.
 
 How the gradients travel: the arrays of each dtype are packed, in the order of their sorted keys,
 into one contiguous buffer with this rank's weight as its last element, and that buffer is summed
-with MPI's buffer interface (``Reduce``, ``Bcast``, ``Send``/``Recv``), never pickled. One
-collective per dtype per step, whatever the number of arrays.
+with MPI's buffer interface (``Reduce``, ``Bcast``, ``Send``/``Recv``), never pickled: one
+reduction and one broadcast per dtype per step, whatever the number of arrays.
 
 Why every rank ends a step with bitwise equal parameters: MPI does not promise that an
 ``Allreduce`` gives every rank the same bits (the standard only advises it), so the sum is formed
