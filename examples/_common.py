@@ -1,15 +1,17 @@
 """What the examples share: their command line, the backend switch, the threads, the speed-up
-measurement and the loss plot. Each example reads on its own; this is its appendix, not part of the
-package. It sets nothing in the environment and leaves NumPy's BLAS at its defaults: the examples
-run as a user's script does.
+measurement, the loss plot and the data-parallel runs under mpiexec. Each example reads on its own;
+this is its appendix, not part of the package. It sets nothing in the environment and leaves
+NumPy's BLAS at its defaults: the examples run as a user's script does.
 """
 import argparse
 import contextlib
+import os
 import time
 
 import numpy as np
 
 import fastlstm
+from fastlstm.train import clip_grad_norm
 
 BACKENDS = {"fastlstm": fastlstm, "reference": fastlstm.reference}
 
@@ -102,3 +104,70 @@ def plot_losses(path, curves, title, ylabel="loss", lines=()):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"saved the loss curve to {path}")
+
+
+# ---- one process, or one rank of several ---------------------------------------------------------
+
+# An MPI launcher sets one of these in every process it starts: Open MPI's mpiexec, MPICH's and
+# Intel MPI's (Hydra), Slurm's srun (PMI-2 or PMIx). Without one, the examples do not import mpi4py
+# at all, so they run where it is not installed and pay no MPI start-up.
+MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+
+
+class Parallel:
+    """This process's part of the training: under mpiexec (or srun) one rank among several, each
+    on its share of every batch, with fastlstm.distributed combining the gradients; otherwise the
+    only process, on the whole batch. An example's code is the same either way."""
+
+    def __init__(self):
+        self.comm, self.rank, self.size = None, 0, 1
+        if not any(name in os.environ for name in MPI_LAUNCHER_VARIABLES):
+            return
+        try:
+            from fastlstm import distributed
+        except ImportError as error:  # N copies would each train alone: stop instead
+            raise SystemExit(f"started by an MPI launcher, but: {error}") from error
+        from mpi4py import MPI
+
+        self.distributed, self.MPI = distributed, MPI
+        self.comm, self.rank, self.size = MPI.COMM_WORLD, MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size
+
+    @property
+    def is_root(self):
+        """Rank 0, which prints, samples and plots."""
+        return self.rank == 0
+
+    def print(self, *args, **kwargs):
+        if self.is_root:
+            print(*args, **kwargs)
+
+    def rows(self, n):
+        """This rank's contiguous share of n batch rows: all of them on one process."""
+        return slice(0, n) if self.comm is None else self.distributed.shard(n, self.comm)
+
+    def optimizer(self, optimizer, max_norm):
+        """An optimizer whose step(grads, weight) averages the gradients over the ranks (weighted
+        by each rank's `weight`, its number of rows), clips the mean to `max_norm` and steps."""
+        if self.comm is None:
+            return ClippedOptimizer(optimizer, max_norm)
+        return self.distributed.DistributedOptimizer(optimizer, self.comm, max_norm=max_norm)
+
+    def mean(self, value, weight):
+        """The mean of a number over the ranks, weighted (for the loss of the whole batch)."""
+        if self.comm is None:
+            return value
+        sums = np.array([value * weight, weight])
+        self.comm.Allreduce(self.MPI.IN_PLACE, sums)
+        return float(sums[0] / sums[1])
+
+
+class ClippedOptimizer:
+    """One process's counterpart of DistributedOptimizer(max_norm=...): clip, then step."""
+
+    def __init__(self, optimizer, max_norm):
+        self.optimizer, self.max_norm = optimizer, max_norm
+
+    def step(self, grads, weight=None):
+        norm = clip_grad_norm(grads, self.max_norm)
+        self.optimizer.step(grads)
+        return norm

@@ -11,9 +11,11 @@ sampled at a few temperatures (lower: safer, higher: wilder).
 
     python examples/char_lm.py [--steps N] [--quick] [--hidden 256] [--prime "LOVE, n.  "]
                                [--temperatures 0.5 1.0] [--backend reference] [--plot FILE]
+    mpiexec -n 2 python examples/char_lm.py ...      the same training, the streams split among
+                                                     the processes (pip install "fastlstm[mpi]")
 
 Prints the training loss as it falls, the held-out loss against the unigram entropy, samples, and
-fastlstm's speed-up over the NumPy reference.
+fastlstm's speed-up over the NumPy reference (on one process).
 """
 import pathlib
 import time
@@ -22,7 +24,7 @@ import numpy as np
 
 import _common
 import fastlstm
-from fastlstm.train import Adam, Linear, clip_grad_norm, collect, softmax, softmax_cross_entropy
+from fastlstm.train import Adam, Linear, collect, softmax, softmax_cross_entropy
 
 
 TEXT = pathlib.Path(__file__).resolve().parent / "data" / "devils_dictionary.txt"
@@ -54,14 +56,15 @@ def streams(ids, B):
 class CharLM:
     """One-hot characters -> fastlstm.LSTM -> Linear -> scores of the next character."""
 
-    def __init__(self, V, hidden, backend, dtype, seed, lr, clip=5.0):
+    def __init__(self, V, hidden, backend, dtype, seed, lr, parallel, clip=5.0):
         self.onehot = np.eye(V, dtype=dtype)
         self.lstm = fastlstm.LSTM(V, hidden, dtype=dtype, seed=seed, unit_forget_bias=True,
                                   backend=backend)
         self.head = Linear(hidden, V, dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(lstm=self.lstm, head=self.head)
-        self.optimizer = Adam(self.params, lr=lr)
-        self.clip = clip
+        # Adam on the gradient clipped to `clip`: of this process's streams, or under mpiexec of
+        # all the ranks' streams (their mean, weighted by each rank's number of streams).
+        self.optimizer = parallel.optimizer(Adam(self.params, lr=lr), max_norm=clip)
 
     def logits(self, chars, state=None):
         """Scores (T, B, V) after each of chars (T, B), and the final state, from `state`."""
@@ -78,13 +81,13 @@ class CharLM:
         self.lstm.zero_grad()
         self.head.zero_grad()
         self.lstm.backward(self.head.backward(dlogits))  # no dstate: the truncation
-        clip_grad_norm(self.grads, self.clip)
-        self.optimizer.step(self.grads)
+        self.optimizer.step(self.grads, weight=chunk.shape[1])
         return loss, state
 
-    def evaluate(self, ids, B=32, T=200):
-        """Mean cross-entropy (nats per character) of predicting each next character of `ids`."""
-        data = streams(ids, B)
+    def evaluate(self, ids, rows=slice(None), B=32, T=200):
+        """Mean cross-entropy (nats per character) of predicting each next character of `ids`,
+        cut into B streams, of which this evaluates `rows`."""
+        data = streams(ids, B)[:, rows]
         total, count, state = 0.0, 0, None
         for start in range(0, len(data) - 1, T):
             chunk = data[start : start + T + 1]
@@ -116,23 +119,30 @@ def main(argv=None):
         sizes["hidden"] = args.hidden
     T, B = sizes["T"], sizes["B"]
     backend = _common.BACKENDS[args.backend]
+    parallel = _common.Parallel()
+    say = parallel.print
 
     text, vocab, ids = load(TEXT)
     split = int(0.9 * len(ids))
-    train_ids, held_out = ids[:split], ids[split:][: sizes["eval_chars"]]
+    train_ids, held_out_ids = ids[:split], ids[split:][: sizes["eval_chars"]]
     V, unigram = len(vocab), unigram_entropy(ids, len(vocab))
-    print(f"{TEXT.name}: {len(text):,} characters, {V} distinct; {len(train_ids):,} to train on, "
-          f"{len(held_out):,} held out")
-    print(f"unigram entropy of the text: {unigram:.3f} nats = {unigram / np.log(2):.3f} bits per "
-          f"character")
-    print(f"LSTM({V}, {sizes['hidden']}) + Linear({sizes['hidden']}, {V}), {args.dtype}, backend "
-          f"{args.backend}; truncated BPTT over {B} streams, {T} characters per step\n")
+    say(f"{TEXT.name}: {len(text):,} characters, {V} distinct; {len(train_ids):,} to train on, "
+        f"{len(held_out_ids):,} held out")
+    say(f"unigram entropy of the text: {unigram:.3f} nats = {unigram / np.log(2):.3f} bits per "
+        f"character")
+    say(f"LSTM({V}, {sizes['hidden']}) + Linear({sizes['hidden']}, {V}), {args.dtype}, backend "
+        f"{args.backend}; truncated BPTT over {B} streams, {T} characters per step")
+    mine, held_out_rows = parallel.rows(B), parallel.rows(32)
+    if parallel.size > 1:
+        say(f"data-parallel on {parallel.size} MPI processes: {mine.stop - mine.start} streams "
+            f"on rank 0")
+    say()
 
-    data = streams(train_ids, B)
+    data = streams(train_ids, B)[:, mine]  # this process's streams (all of them on one process)
     rng = np.random.default_rng(args.seed)
     losses, held_out_losses = [], []
     with _common.threads(args.threads):
-        model = CharLM(V, sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
+        model = CharLM(V, sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"], parallel)
         start, position, state = time.perf_counter(), 0, None
         report = max(1, args.steps // 10)
         for step in range(1, args.steps + 1):
@@ -140,30 +150,34 @@ def main(argv=None):
                 position, state = 0, None
             loss, state = model.train_step(data[position : position + T + 1], state)
             position += T
-            losses.append(loss)
+            losses.append(parallel.mean(loss, weight=mine.stop - mine.start))  # the whole batch's
             if step % report == 0 or step == 1:
                 seconds = time.perf_counter() - start
-                print(f"step {step:5d}: training loss {np.mean(losses[-report:]):.3f} nats  "
-                      f"({seconds:5.1f} s, {step * T * B / seconds:,.0f} characters/s)")
+                say(f"step {step:5d}: training loss {np.mean(losses[-report:]):.3f} nats  "
+                    f"({seconds:5.1f} s, {step * T * B / seconds:,.0f} characters/s)")
             if step % (args.steps // 3 or 1) == 0 or step == args.steps:
-                held_out_losses.append((step, model.evaluate(held_out)))
-                print(f"            held-out loss {held_out_losses[-1][1]:.3f} nats "
-                      f"(unigram entropy {unigram:.3f})")
+                held_out = parallel.mean(model.evaluate(held_out_ids, held_out_rows),
+                                         weight=held_out_rows.stop - held_out_rows.start)
+                held_out_losses.append((step, held_out))
+                say(f"            held-out loss {held_out_losses[-1][1]:.3f} nats "
+                    f"(unigram entropy {unigram:.3f})")
         final = held_out_losses[-1][1]
-        print(f"\nheld-out loss {final:.3f} nats = {final / np.log(2):.2f} bits per character, "
-              f"{unigram - final:.2f} nats below the unigram entropy, after {args.steps} steps "
-              f"({time.perf_counter() - start:.1f} s)")
+        say(f"\nheld-out loss {final:.3f} nats = {final / np.log(2):.2f} bits per character, "
+            f"{unigram - final:.2f} nats below the unigram entropy, after {args.steps} steps "
+            f"({time.perf_counter() - start:.1f} s)")
 
         prime = [vocab.index(ch) for ch in args.prime]
-        for temperature in args.temperatures:
+        for temperature in args.temperatures if parallel.is_root else []:
             chars = model.sample(prime, sizes["sample_chars"], temperature, rng)
             print(f"\n--- sample at temperature {temperature} ---\n"
                   f"{args.prime}{''.join(vocab[i] for i in chars)}")
-    print()
+    say()
 
-    if args.speedup_steps:
+    if args.speedup_steps and parallel.size > 1:
+        say("(the speed-up over the reference is measured on one process only)")
+    elif args.speedup_steps:
         def make_step(module):
-            m = CharLM(V, sizes["hidden"], module, args.dtype, args.seed, sizes["lr"])
+            m = CharLM(V, sizes["hidden"], module, args.dtype, args.seed, sizes["lr"], parallel)
             carry = [None]
 
             def step(i):
@@ -173,7 +187,7 @@ def main(argv=None):
             return step
 
         _common.compare_backends(make_step, args.speedup_steps, args.threads)
-    if args.plot:
+    if args.plot and parallel.is_root:
         steps, held = zip(*held_out_losses)
         _common.plot_losses(args.plot, {"training loss": (np.arange(1, len(losses) + 1), losses),
                                         "held-out loss": (steps, held)},

@@ -8,9 +8,11 @@ last-value baseline (tomorrow will be like today) and with the noise floor, the 
 forecaster, since the noise cannot be predicted.
 
     python examples/forecast.py [--steps N] [--quick] [--backend reference] [--plot FILE]
+    mpiexec -n 2 python examples/forecast.py ...     the same training, each batch's series split
+                                                     among the processes (fastlstm[mpi])
 
 Prints the training loss, the held-out error of the model, of the baseline and the noise floor,
-and fastlstm's speed-up over the NumPy reference.
+and fastlstm's speed-up over the NumPy reference (on one process).
 """
 import time
 
@@ -18,7 +20,7 @@ import numpy as np
 
 import _common
 import fastlstm
-from fastlstm.train import Adam, Linear, clip_grad_norm, collect, mse
+from fastlstm.train import Adam, Linear, collect, mse
 
 
 CHANNELS, WAVES, NOISE = 3, 3, 0.1
@@ -40,12 +42,13 @@ def make_series(n, T, rng):
 class Forecaster:
     """Series (T, B, C) -> fastlstm.LSTM -> Linear -> the next value of every channel (T, B, C)."""
 
-    def __init__(self, hidden, backend, dtype, seed, lr, clip=1.0):
+    def __init__(self, hidden, backend, dtype, seed, lr, parallel, clip=1.0):
         self.lstm = fastlstm.LSTM(CHANNELS, hidden, dtype=dtype, seed=seed, backend=backend)
         self.head = Linear(hidden, CHANNELS, dtype=dtype, seed=seed + 1, backend=backend)
         self.params, self.grads = collect(lstm=self.lstm, head=self.head)
-        self.optimizer = Adam(self.params, lr=lr)
-        self.clip = clip
+        # Adam on the clipped gradient: of this process's series, or under mpiexec the mean over
+        # the ranks, weighted by each rank's number of series.
+        self.optimizer = parallel.optimizer(Adam(self.params, lr=lr), max_norm=clip)
 
     def predict(self, xs):
         out, _ = self.lstm(xs)
@@ -57,8 +60,7 @@ class Forecaster:
         self.lstm.zero_grad()
         self.head.zero_grad()
         self.lstm.backward(self.head.backward(dpred))
-        clip_grad_norm(self.grads, self.clip)
-        self.optimizer.step(self.grads)
+        self.optimizer.step(self.grads, weight=series.shape[1])
         return loss
 
 
@@ -68,44 +70,52 @@ def main(argv=None):
     sizes = QUICK_SIZES if args.quick else SIZES
     T, B = sizes["T"], sizes["batch"]
     backend = _common.BACKENDS[args.backend]
+    parallel = _common.Parallel()
+    say, mine = parallel.print, parallel.rows(B)  # every rank draws the whole batch, uses `mine`
     rng = np.random.default_rng(args.seed)
     held_out = make_series(sizes["test"], 2 * T, np.random.default_rng(args.seed + 1000))
     held_out = held_out.astype(args.dtype)
-    print(f"series of {CHANNELS} channels, each a mix of {WAVES} sine waves (periods 5 to 30 "
-          f"steps) plus noise of standard deviation {NOISE}")
-    print(f"LSTM({CHANNELS}, {sizes['hidden']}) + Linear({sizes['hidden']}, {CHANNELS}), "
-          f"{args.dtype}, backend {args.backend}; {B} fresh series of {T} steps per training "
-          "step\n")
+    say(f"series of {CHANNELS} channels, each a mix of {WAVES} sine waves (periods 5 to 30 "
+        f"steps) plus noise of standard deviation {NOISE}")
+    say(f"LSTM({CHANNELS}, {sizes['hidden']}) + Linear({sizes['hidden']}, {CHANNELS}), "
+        f"{args.dtype}, backend {args.backend}; {B} fresh series of {T} steps per training step")
+    if parallel.size > 1:
+        say(f"data-parallel on {parallel.size} MPI processes: {mine.stop - mine.start} series "
+            f"on rank 0")
+    say()
 
     losses = []
     with _common.threads(args.threads):
-        model = Forecaster(sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"])
+        model = Forecaster(sizes["hidden"], backend, args.dtype, args.seed, sizes["lr"], parallel)
         start = time.perf_counter()
         report = max(1, args.steps // 10)
         for step in range(1, args.steps + 1):
-            losses.append(model.train_step(make_series(B, T, rng).astype(args.dtype)))
+            series = make_series(B, T, rng).astype(args.dtype)[:, mine]
+            losses.append(parallel.mean(model.train_step(series), weight=series.shape[1]))
             if step % report == 0 or step == 1:
-                print(f"step {step:5d}: training loss (mean squared error) "
-                      f"{np.mean(losses[-report:]):.4f}  ({time.perf_counter() - start:.1f} s)")
-        pred = model.predict(held_out[:-1])
+                say(f"step {step:5d}: training loss (mean squared error) "
+                    f"{np.mean(losses[-report:]):.4f}  ({time.perf_counter() - start:.1f} s)")
+        pred = model.predict(held_out[:-1])  # on every rank (a small batch): no rank waits
     model_mse = float(np.mean((pred[WARMUP:] - held_out[WARMUP + 1 :]) ** 2))
     baseline_mse = float(np.mean((held_out[WARMUP:-1] - held_out[WARMUP + 1 :]) ** 2))
-    print(f"\nheld-out: {sizes['test']} series of {2 * T} steps, errors from step {WARMUP} on, "
-          f"after {args.steps} training steps ({time.perf_counter() - start:.1f} s)")
-    print(f"  LSTM                   mean squared error {model_mse:.4f}")
-    print(f"  last-value baseline    mean squared error {baseline_mse:.4f}  "
-          f"(the LSTM's error is {model_mse / baseline_mse:.0%} of it)")
-    print(f"  noise floor            mean squared error {NOISE ** 2:.4f}  "
-          f"(noise variance: no forecaster does better)\n")
+    say(f"\nheld-out: {sizes['test']} series of {2 * T} steps, errors from step {WARMUP} on, "
+        f"after {args.steps} training steps ({time.perf_counter() - start:.1f} s)")
+    say(f"  LSTM                   mean squared error {model_mse:.4f}")
+    say(f"  last-value baseline    mean squared error {baseline_mse:.4f}  "
+        f"(the LSTM's error is {model_mse / baseline_mse:.0%} of it)")
+    say(f"  noise floor            mean squared error {NOISE ** 2:.4f}  "
+        f"(noise variance: no forecaster does better)\n")
 
-    if args.speedup_steps:
+    if args.speedup_steps and parallel.size > 1:
+        say("(the speed-up over the reference is measured on one process only)")
+    elif args.speedup_steps:
         def make_step(module):
-            m = Forecaster(sizes["hidden"], module, args.dtype, args.seed, sizes["lr"])
+            m = Forecaster(sizes["hidden"], module, args.dtype, args.seed, sizes["lr"], parallel)
             data = np.random.default_rng(args.seed)
             return lambda i: m.train_step(make_series(B, T, data).astype(args.dtype))
 
         _common.compare_backends(make_step, args.speedup_steps, args.threads)
-    if args.plot:
+    if args.plot and parallel.is_root:
         _common.plot_losses(args.plot, {"training loss": (np.arange(1, len(losses) + 1), losses)},
                             "next-value forecast of noisy sine mixtures", "mean squared error",
                             lines=[("last-value baseline (held out)", baseline_mse),

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fastlstm
-from fastlstm import _config, reference
+from fastlstm import _bench_distributed, _config, reference
 
 QUICK = [(100, 1, 64, 128), (100, 8, 256, 256), (50, 16, 512, 512), (25, 64, 256, 256)]
 
@@ -954,10 +954,13 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE",
                         help="also write a PNG of the speed-ups (needs matplotlib)")
+    _bench_distributed.add_arguments(parser)
 
 
 def cli(args):
     """Run the benchmark that the parsed `args` describe, print the table and write the files."""
+    if args.distributed:
+        return _bench_distributed.cli(args)
     shapes = args.shapes if args.shapes is not None else (QUICK if args.quick else FULL)
     report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
                  cells=args.cells, layers=args.layers, loops=args.loops)

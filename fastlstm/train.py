@@ -11,6 +11,8 @@ dicts of arrays, like the layers' ``params`` and ``grads``, and update them in p
     clip_grad_norm(grads, max_norm)              -> norm                 rescales grads in place
     SGD(params, lr, momentum).step(grads)
     Adam(params, lr, betas, eps).step(grads)
+    optimizer.state_dict(), optimizer.load_state_dict(state)             what a checkpoint keeps
+    save_checkpoint(path, params, optimizer, step), load_checkpoint(path, params, optimizer) -> step
 
 Losses are means over every position (all axes but the classes' for the cross-entropy, every
 element for the squared error), so their gradients are already divided by that count. Everything
@@ -29,6 +31,8 @@ This module does not differentiate anything automatically: each piece has its ow
 """
 from __future__ import annotations
 
+import json
+import os
 from types import ModuleType
 from typing import Any, Iterable, Optional, Union
 
@@ -38,7 +42,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from .layers import _default_backend, _float_dtype, _positive_int
 
 __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
-           "SGD", "Adam"]
+           "SGD", "Adam", "save_checkpoint", "load_checkpoint"]
 
 
 # ---- losses --------------------------------------------------------------------------------------
@@ -358,6 +362,11 @@ def clip_grad_norm(grads: Union[dict[str, np.ndarray], Iterable[np.ndarray]],
 class _Optimizer:
     """Holds a dict of parameters; ``step(grads)`` updates each in place from its key's grad."""
 
+    # The names of the attributes that hold per-parameter state, as dicts keyed like params
+    # (Adam's "m" and "v"); those in _lazy_buffers stay empty until the first step.
+    _buffers: tuple[str, ...] = ()
+    _lazy_buffers: tuple[str, ...] = ()
+
     def __init__(self, params: dict[str, np.ndarray], lr: float) -> None:
         if not isinstance(params, dict):
             raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
@@ -389,6 +398,66 @@ class _Optimizer:
         for name, p in self.params.items():
             self._update(name, p, grads[name])
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The optimizer's state, copied into a flat dict of arrays: what a checkpoint keeps.
+
+        ``"steps"`` (a 0-d int64 array, the number of steps taken) and ``"{buffer}/{name}"`` for
+        each per-parameter buffer: ``"m/..."`` and ``"v/..."`` (Adam), ``"velocity/..."`` (SGD
+        with momentum, once it has stepped). The hyperparameters (lr, betas, ...) are not state:
+        they are the optimizer's construction arguments.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlstm.train import Adam
+        >>> opt = Adam({"w": np.zeros(3)}, lr=0.1)
+        >>> opt.step({"w": np.ones(3)})
+        >>> sorted(opt.state_dict()), int(opt.state_dict()["steps"])
+        (['m/w', 'steps', 'v/w'], 1)
+        >>> again = Adam({"w": np.zeros(3)}, lr=0.1)
+        >>> again.load_state_dict(opt.state_dict()); again.steps
+        1
+        """
+        state = {"steps": np.array(self.steps, dtype=np.int64)}
+        for buffer in self._buffers:
+            for name, array in getattr(self, buffer).items():
+                state[f"{buffer}/{name}"] = array.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, ArrayLike]) -> None:
+        """Restore the state that :meth:`state_dict` returned (copied, in the params' dtypes).
+
+        Raises ValueError, before changing anything, on a key that is not this optimizer's, a
+        shape that is not its parameter's, or a buffer that covers only some parameters.
+        """
+        if not isinstance(state, dict) or "steps" not in state:
+            raise ValueError(f"state: expected a dict with 'steps', as state_dict() returns, "
+                             f"got {sorted(state) if isinstance(state, dict) else type(state)}")
+        steps = np.asarray(state["steps"])
+        if steps.shape != () or steps.dtype.kind not in "iu" or steps < 0:
+            raise ValueError(f"state['steps']: expected an integer >= 0, got {steps!r}")
+        loaded = {buffer: {} for buffer in self._buffers}
+        for key, value in state.items():
+            if key == "steps":
+                continue
+            buffer, _, name = key.partition("/")
+            if buffer not in loaded or name not in self.params:
+                expected = ", ".join(f"'{b}/<parameter>'" for b in self._buffers)
+                raise ValueError(f"state: unexpected key {key!r} for {type(self).__name__}; "
+                                 f"expected 'steps'{', ' + expected if expected else ''}")
+            p, array = self.params[name], np.asarray(value)
+            if array.shape != p.shape:
+                raise ValueError(f"state[{key!r}]: expected shape {p.shape}, got {array.shape}")
+            loaded[buffer][name] = array.astype(p.dtype, copy=True)
+        for buffer, arrays in loaded.items():
+            lazy_and_empty = buffer in self._lazy_buffers and not arrays
+            if sorted(arrays) != sorted(self.params) and not lazy_and_empty:
+                raise ValueError(f"state: {buffer!r} misses parameters "
+                                 f"{sorted(set(self.params) - set(arrays))}")
+        for buffer, arrays in loaded.items():
+            setattr(self, buffer, arrays)
+        self.steps = int(steps)
+
 
 class SGD(_Optimizer):
     """Stochastic gradient descent, with optional (heavy-ball) momentum, as ``torch.optim.SGD``::
@@ -416,6 +485,8 @@ class SGD(_Optimizer):
     >>> opt.step({"w": np.array([1.0, -1.0])}); params["w"]          # v = 0.9 * v + g = 1.9
     array([0.71, 2.29])
     """
+
+    _buffers = _lazy_buffers = ("velocity",)  # created by the first step
 
     def __init__(self, params: dict[str, np.ndarray], lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
@@ -465,6 +536,8 @@ class Adam(_Optimizer):
     array([0.9, 1.1])
     """
 
+    _buffers = ("m", "v")
+
     def __init__(self, params: dict[str, np.ndarray], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params, lr)
@@ -487,3 +560,96 @@ class Adam(_Optimizer):
         denominator = np.sqrt(v / (1 - beta2**t))
         denominator += self.eps
         p -= (self.lr / (1 - beta1**t)) * m / denominator
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+_CHECKPOINT_HEADER = "__fastlstm_checkpoint__"
+
+
+def save_checkpoint(path: Union[str, os.PathLike], params: dict[str, np.ndarray],
+                    optimizer: Optional[_Optimizer] = None, step: int = 0) -> None:
+    """Write the parameters, the optimizer's state and the step count to the .npz file `path`.
+
+    The file is written beside `path` and then renamed over it, so that a run killed while saving
+    leaves the previous checkpoint whole. `path` is used as given (no ``.npz`` is appended).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    params : dict of ndarray
+        E.g. from :func:`collect`; saved under their keys.
+    optimizer : SGD, Adam or None
+        Its :meth:`~SGD.state_dict` is saved, with its class name, which loading checks.
+    step : int
+        The training step reached (where a resumed run starts counting).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from fastlstm.train import SGD, load_checkpoint, save_checkpoint
+    >>> params = {"w": np.array([1.0, 2.0])}
+    >>> opt = SGD(params, lr=0.1, momentum=0.9)
+    >>> opt.step({"w": np.array([1.0, -1.0])})
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.npz")
+    >>> save_checkpoint(path, params, opt, step=1)
+    >>> fresh = {"w": np.zeros(2)}
+    >>> load_checkpoint(path, fresh, SGD(fresh, lr=0.1, momentum=0.9)), fresh["w"]
+    (1, array([0.9, 2.1]))
+    """
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step: expected an integer >= 0, got {step!r}")
+    arrays = {f"params/{name}": np.asarray(p) for name, p in params.items()}
+    header = {"step": int(step), "optimizer": None}
+    if optimizer is not None:
+        header["optimizer"] = type(optimizer).__name__
+        arrays.update({f"optimizer/{key}": value for key, value in optimizer.state_dict().items()})
+    partial = f"{os.fspath(path)}.partial"
+    with open(partial, "wb") as file:  # a file object: np.savez appends no suffix
+        np.savez(file, **{_CHECKPOINT_HEADER: np.array(json.dumps(header))}, **arrays)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Union[str, os.PathLike], params: dict[str, np.ndarray],
+                    optimizer: Optional[_Optimizer] = None) -> int:
+    """Restore what :func:`save_checkpoint` wrote into `params` (in place) and `optimizer`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    params : dict of ndarray
+        Must have the saved keys and shapes; their values are overwritten in place, so the layers
+        they belong to (see :func:`collect`) take the saved values.
+    optimizer : SGD, Adam or None
+        Of the saved optimizer's class; takes the saved state. None: the state is not read.
+
+    Returns
+    -------
+    step : int
+        The step count that was saved.
+
+    Nothing is changed unless the whole checkpoint matches (ValueError otherwise). See
+    :func:`save_checkpoint` for an example.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        if _CHECKPOINT_HEADER not in data.files:
+            raise ValueError(f"path: {path} was not written by fastlstm.train.save_checkpoint")
+        header = json.loads(str(data[_CHECKPOINT_HEADER]))
+        saved = {key.partition("/")[2]: data[key] for key in data.files if key.startswith("params/")}
+        state = {key.partition("/")[2]: data[key] for key in data.files
+                 if key.startswith("optimizer/")}
+    if sorted(saved) != sorted(params):
+        raise ValueError(f"params: expected the saved keys {sorted(saved)}, got {sorted(params)}")
+    for name, p in params.items():
+        if saved[name].shape != np.shape(p):
+            raise ValueError(f"params[{name!r}]: expected the saved shape {saved[name].shape}, "
+                             f"got {np.shape(p)}")
+    if optimizer is not None:
+        if header["optimizer"] != type(optimizer).__name__:
+            raise ValueError(f"optimizer: {path} holds the state of {header['optimizer']}, "
+                             f"not of {type(optimizer).__name__}")
+        optimizer.load_state_dict(state)
+    for name, p in params.items():
+        p[...] = saved[name]
+    return header["step"]

@@ -5,8 +5,12 @@ installed wheel or sdist when pytest starts outside the source tree (`cd /tmp &&
 /path/to/clone/tests`). The header names the one under test; FASTLSTM_TEST_INSTALLED=1 makes
 the run fail at once if that is the source tree's.
 """
+import importlib.util
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -43,6 +47,36 @@ def pytest_configure(config):
     if os.environ.get("FASTLSTM_TEST_INSTALLED") == "1" and package.parent == SOURCE_TREE:
         raise pytest.UsageError(f"FASTLSTM_TEST_INSTALLED=1, but fastlstm was imported from the "
                                 f"source tree at {package}, not from an installed package")
+
+# ---- MPI: the children that tests start under mpiexec ---------------------------------------------
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (a venv with Open MPI's wheel), else on PATH, else None."""
+    beside = pathlib.Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+# find_spec, not an import: importing mpi4py.MPI would start MPI in the pytest process itself.
+needs_mpi = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or find_mpiexec() is None,
+    reason="needs mpi4py and mpiexec: pip install 'fastlstm[mpi]'")
+
+
+def mpiexec(n, *args, timeout=120):
+    """Run `python args...` on n ranks with one OpenMP thread each, over TCP on the loopback
+    interface as between machines, from CHILD_CWD; fail with its output unless it succeeds."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               # mpiexec refuses to start as root (CI containers) without both of these
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    command = [find_mpiexec(), "-n", str(n), "--oversubscribe", "--bind-to", "none",
+               "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
+               sys.executable, *map(str, args)]
+    done = subprocess.run(command, cwd=CHILD_CWD, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
 
 # Tolerances for comparing the C kernels with the NumPy reference, defined once.
 TOLERANCE = {

@@ -6,13 +6,14 @@ barrier for a busy core slows the small quick runs down many times (results do n
 thread count).
 """
 import importlib.util
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import source_file
+from conftest import mpiexec, needs_mpi, source_file
 
 EXAMPLES = source_file("examples")
 COMMON = ["--quick", "--threads", "1"]
@@ -126,3 +127,33 @@ def test_help_describes_every_example():
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert "--quick" in done.stdout and "--backend" in done.stdout
+
+
+# ---- data-parallel under mpiexec -----------------------------------------------------------------
+
+
+def printed_losses(output):
+    """The training and held-out losses an example printed, in order."""
+    return re.findall(r"(?:training|held-out) loss(?: \(mean squared error\))? (\d+\.\d+)", output)
+
+
+@needs_mpi
+@pytest.mark.parametrize("name", ["char_lm", "forecast"])
+def test_example_learns_the_same_on_2_ranks(name):
+    """The same script under mpiexec -n 2 (each batch split between the ranks) prints the same
+    losses as on one process, rank 0 alone printing; float64, so the prints agree exactly."""
+    argv = [EXAMPLES / f"{name}.py", *COMMON, "--dtype", "float64", "--steps", "12",
+            "--speedup-steps", "0"]
+    alone = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True,
+                           timeout=120)
+    assert alone.returncode == 0, alone.stderr
+    on_two = mpiexec(2, *argv)
+    assert "data-parallel on 2 MPI processes" in on_two
+    assert on_two.count("step     1:") == 1  # one rank prints
+    assert len(printed_losses(alone.stdout)) > 5
+    assert printed_losses(on_two) == printed_losses(alone.stdout)
+
+
+def test_examples_do_not_start_mpi_outside_a_launcher(quick_runs):
+    quick_runs("forecast")
+    assert "mpi4py.MPI" not in sys.modules

@@ -249,6 +249,84 @@ def test_optimizer_errors():
         Adam(params, betas=(0.9, 1.0))
 
 
+# ---- optimizer state and checkpoints -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9), lambda p: Adam(p, lr=0.1)],
+                         ids=["sgd", "adam"])
+def test_a_resumed_optimizer_continues_bitwise(rng, make):
+    """Steps 1-2, a checkpoint, then steps 3-4 on a fresh optimizer and fresh params: the same bits
+    as steps 1-4 uninterrupted."""
+    gradients = [{"w": rng.standard_normal(4), "b": rng.standard_normal(1)} for _ in range(4)]
+    start = {"w": rng.standard_normal(4), "b": rng.standard_normal(1)}
+    whole = {k: v.copy() for k, v in start.items()}
+    opt = make(whole)
+    for g in gradients:
+        opt.step(g)
+    first = {k: v.copy() for k, v in start.items()}
+    opt = make(first)
+    for g in gradients[:2]:
+        opt.step(g)
+    state = opt.state_dict()
+    resumed = {k: v.copy() for k, v in first.items()}
+    again = make(resumed)
+    again.load_state_dict(state)
+    for g in gradients[2:]:
+        again.step(g)
+    assert again.steps == 4
+    for k in whole:
+        np.testing.assert_array_equal(resumed[k], whole[k])
+
+
+def test_sgd_state_before_its_first_step_has_no_velocity():
+    opt = SGD({"w": np.zeros(2)}, lr=0.1, momentum=0.5)
+    assert sorted(opt.state_dict()) == ["steps"]
+    opt.load_state_dict(opt.state_dict())
+    assert opt.velocity == {}
+
+
+def test_load_state_dict_errors_change_nothing():
+    opt = Adam({"w": np.zeros(2), "b": np.zeros(1)})
+    with pytest.raises(ValueError, match="unexpected key 'x/w' for Adam; expected 'steps', "
+                                         "'m/<parameter>', 'v/<parameter>'"):
+        opt.load_state_dict({"steps": np.array(1), "x/w": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"state\['m/w'\]: expected shape \(2,\), got \(3,\)"):
+        opt.load_state_dict({**opt.state_dict(), "m/w": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"'v' misses parameters \['b'\]"):
+        opt.load_state_dict({k: v for k, v in opt.state_dict().items() if k != "v/b"})
+    with pytest.raises(ValueError, match="steps"):
+        opt.load_state_dict({**opt.state_dict(), "steps": np.array(-1)})
+    assert opt.steps == 0 and not opt.m["w"].any()
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path, rng):
+    params = {"w": rng.standard_normal(3)}
+    opt = Adam(params, lr=0.1)
+    opt.step({"w": rng.standard_normal(3)})
+    path = tmp_path / "run.ckpt"
+    train.save_checkpoint(path, params, opt, step=7)
+    assert path.exists() and not (tmp_path / "run.ckpt.partial").exists()
+    fresh = {"w": np.zeros(3)}
+    fresh_opt = Adam(fresh, lr=0.1)
+    assert train.load_checkpoint(path, fresh, fresh_opt) == 7
+    np.testing.assert_array_equal(fresh["w"], params["w"])
+    np.testing.assert_array_equal(fresh_opt.m["w"], opt.m["w"])
+    assert fresh_opt.steps == 1
+    untouched = {"w": np.zeros(3)}
+    with pytest.raises(ValueError, match="holds the state of Adam, not of SGD"):
+        train.load_checkpoint(path, untouched, SGD(untouched, lr=0.1))
+    with pytest.raises(ValueError, match=r"params\['w'\]: expected the saved shape \(3,\)"):
+        train.load_checkpoint(path, {"w": np.zeros(4)})
+    with pytest.raises(ValueError, match=r"params: expected the saved keys \['w'\]"):
+        train.load_checkpoint(path, {"v": np.zeros(3)})
+    assert not untouched["w"].any()
+    with pytest.raises(ValueError, match="step: expected an integer >= 0"):
+        train.save_checkpoint(path, params, step=-1)
+    np.savez(tmp_path / "other.npz", w=np.zeros(3))
+    with pytest.raises(ValueError, match="not written by fastlstm.train.save_checkpoint"):
+        train.load_checkpoint(tmp_path / "other.npz", fresh)
+
+
 def test_a_training_step_lowers_the_loss(rng):
     """LSTM + Linear + softmax cross-entropy + clipping + Adam, the examples' loop, on one batch."""
     lstm = fastlstm.LSTM(3, 8, dtype="float64", seed=0)
