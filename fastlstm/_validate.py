@@ -52,6 +52,17 @@ def _check_ndim(name, array, symbols):
         )
 
 
+def real_array(name, value):
+    """`value` as a float32 or float64 array (a view where no conversion is needed): other real
+    dtypes become float64; anything else is a TypeError naming the argument."""
+    array = _as_array(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real array, got dtype {array.dtype}")
+    if array.dtype not in FLOAT_DTYPES:
+        array = array.astype(np.float64)
+    return array
+
+
 def matmul_args(a, b):
     """a (..., K) and b (K, N) as arrays of their compute dtype (views where no conversion is
     needed), or ValueError / TypeError naming the argument."""

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import _validate
 from .layers import _default_backend, _float_dtype, _positive_int
 
 __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
@@ -46,16 +47,6 @@ __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip
 
 
 # ---- losses --------------------------------------------------------------------------------------
-
-
-def _float_array(name, value):
-    """`value` as a float32 or float64 array: other real dtypes become float64."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a real array, got dtype {array.dtype}")
-    if array.dtype not in (np.float32, np.float64):
-        array = array.astype(np.float64)
-    return array
 
 
 def softmax(logits: ArrayLike, axis: int = -1) -> np.ndarray:
@@ -80,7 +71,7 @@ def softmax(logits: ArrayLike, axis: int = -1) -> np.ndarray:
     >>> softmax(np.array([[1000.0, 1000.0]]))        # no overflow
     array([[0.5, 0.5]])
     """
-    z = _float_array("logits", logits)
+    z = _validate.real_array("logits", logits)
     e = np.exp(z - np.max(z, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
@@ -120,7 +111,7 @@ def softmax_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> tuple[float,
     array([[ 0.125, -0.375,  0.125,  0.125],
            [ 0.125,  0.125,  0.125, -0.375]])
     """
-    z = _float_array("logits", logits)
+    z = _validate.real_array("logits", logits)
     t = np.asarray(targets)
     if z.ndim < 1:
         raise ValueError(f"logits: expected shape (..., K), got {z.shape}")
@@ -170,7 +161,7 @@ def mse(pred: ArrayLike, target: ArrayLike) -> tuple[float, np.ndarray]:
     >>> loss, dpred
     (2.5, array([ 1., -2.]))
     """
-    p = _float_array("pred", pred)
+    p = _validate.real_array("pred", pred)
     t = np.asarray(target)
     if t.shape != p.shape:
         raise ValueError(f"target: expected the shape of pred {p.shape}, got {t.shape}")
