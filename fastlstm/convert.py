@@ -245,3 +245,385 @@ def _check_keras_config(layer, gated, reset_after):
     if reset_after and not config.get("reset_after", True):
         raise ValueError("layer_or_weights: a GRU with reset_after=False is not supported "
                          "(fastlstm computes PyTorch's GRU, Keras' reset_after=True)")
+
+
+# ---- ONNX ------------------------------------------------------------------------------------------
+#
+# An ONNX LSTM / GRU / RNN node holds one layer, both directions: W (D, G, I_k), R (D, G, H) and
+# B (D, 2G) = [Wb | Rb], gate blocks along G in ONNX's order (Kind.onnx_gates); in the default
+# layout 0 its input X is (T, B, I_k), its outputs Y (T, D, B, H) and Y_h, Y_c (D, B, H), and its
+# optional inputs sequence_lens (B,) int32 and initial_h, initial_c (D, B, H). A stacked layer is a
+# chain of nodes with Y rearranged to (T, B, D*H) between them (what torch.onnx.export writes:
+# Transpose, then Reshape or Squeeze).
+
+ONNX_MIN_OPSET = 14  # the recurrent operators' last revision (layout); Reshape's allowzero
+# Operators that only rearrange a tensor's elements: what may stand between the model's input, the
+# recurrent nodes and the model's first output. from_onnx runs them (in NumPy) on a probe to check
+# that they hand each node exactly what fastlstm's layer would.
+REARRANGING_OPS = ("Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze")
+# Operators through which an initial state may be cut out of a bigger one (torch.onnx.export:
+# Slice of its h_0, or of a ConstantOfShape of zeros when no state is given).
+STATE_OPS = REARRANGING_OPS + ("Slice", "Split", "Gather", "Expand", "Cast")
+ONNX_ATTRIBUTES = {  # the attributes from_onnx reads; others are refused
+    "lstm": {"hidden_size", "direction", "layout", "activations", "input_forget", "clip",
+             "activation_alpha", "activation_beta"},
+    "gru": {"hidden_size", "direction", "layout", "activations", "linear_before_reset", "clip",
+            "activation_alpha", "activation_beta"},
+    "rnn": {"hidden_size", "direction", "layout", "activations", "clip", "activation_alpha",
+            "activation_beta"},
+}
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("ONNX conversion needs the onnx package: pip install 'fastlstm[onnx]'",
+                          name="onnx") from error
+    return onnx
+
+
+def to_onnx(layer, path=None, opset=17, state=False, lengths=False):
+    """Write a sequence layer as an ONNX inference model (see ``LSTM.to_onnx``); return it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> gru = fastlstm.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True, seed=0)
+    >>> model = gru.to_onnx(None, lengths=True)              # or gru.to_onnx("gru.onnx")
+    >>> [n.op_type for n in model.graph.node if n.op_type == "GRU"]
+    ['GRU', 'GRU']
+    >>> [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+    (['x', 'lengths'], ['out', 'h_n'])
+
+    onnxruntime, if installed, runs it: ``onnxruntime.InferenceSession(model.SerializeToString())
+    .run(None, {"x": x, "lengths": lengths})`` gives ``gru(x, lengths=lengths)``.
+    """
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    latest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not ONNX_MIN_OPSET <= opset <= latest:
+        raise ValueError(f"opset: expected an integer in [{ONNX_MIN_OPSET}, {latest}] (the onnx "
+                         f"package's newest), got {opset!r}")
+    kind = KINDS[layer._kind]
+    L, D, H, I = layer.num_layers, layer.num_directions, layer.hidden_size, layer.input_size
+    element = helper.np_dtype_to_tensor_dtype(layer.dtype)
+    state_names = ["h", "c"][: len(layer._state_names)]
+    time_major = ["B", "T"] if layer.batch_first else ["T", "B"]
+    inputs = [helper.make_tensor_value_info("x", element, [*time_major, I])]
+    if lengths:
+        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["B"]))
+    if state:
+        inputs += [helper.make_tensor_value_info(f"{s}_0", element, [L * D, "B", H])
+                   for s in state_names]
+    outputs = [helper.make_tensor_value_info("out", element, [*time_major, D * H])]
+    outputs += [helper.make_tensor_value_info(f"{s}_n", element, [L * D, "B", H])
+                for s in state_names]
+    constants = [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape_T_B_DH")]
+    nodes = []
+    X = "x"
+    if layer.batch_first:  # onnxruntime runs no recurrent node in layout 1 (batch-major)
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_time_major"], perm=[1, 0, 2]))
+        X = "x_time_major"
+    if state and L > 1:  # layer k's initial states: rows k*D .. k*D+D-1
+        constants.append(numpy_helper.from_array(np.full(L, D, np.int64), "state_rows"))
+        for s in state_names:
+            nodes.append(helper.make_node("Split", [f"{s}_0", "state_rows"],
+                                          [f"{s}_0_l{k}" for k in range(L)], axis=0))
+    finals = {s: [] for s in state_names}
+    for k in range(L):
+        W, R, Bias = [], [], []
+        for slot in _slots(layer)[k * D : (k + 1) * D]:
+            W.append(reorder_gates(layer.params[f"W{slot}"], kind.onnx_gates).T)
+            R.append(reorder_gates(layer.params[f"U{slot}"], kind.onnx_gates).T)
+            Bias.append(np.concatenate([reorder_gates(b, kind.onnx_gates) for b in
+                                        _bias_to_pair(layer, layer.params[f"b{slot}"])]))
+        for name, arrays in (("W", W), ("R", R), ("B", Bias)):
+            constants.append(numpy_helper.from_array(np.ascontiguousarray(arrays), f"{name}_l{k}"))
+        initial = [(f"{s}_0_l{k}" if L > 1 else f"{s}_0") if state else "" for s in state_names]
+        node_inputs = [X, f"W_l{k}", f"R_l{k}", f"B_l{k}", "lengths" if lengths else "", *initial]
+        attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+        if layer._kind == "gru":
+            attributes["linear_before_reset"] = 1  # torch's and fastlstm's GRU
+        ys = [f"Y_l{k}"] + [f"{s}_n_l{k}" for s in state_names]
+        nodes.append(helper.make_node(kind.onnx_op, node_inputs, ys, name=f"{kind.onnx_op}_l{k}",
+                                      **attributes))
+        for s in state_names:
+            finals[s].append(f"{s}_n_l{k}")
+        # Y (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): the next layer's input, [fwd | reverse]
+        nodes.append(helper.make_node("Transpose", [f"Y_l{k}"], [f"Y_l{k}_TBDH"], perm=[0, 2, 1, 3]))
+        X = f"out_l{k}" if k < L - 1 or layer.batch_first else "out"
+        nodes.append(helper.make_node("Reshape", [f"Y_l{k}_TBDH", "shape_T_B_DH"], [X]))
+    if layer.batch_first:
+        nodes.append(helper.make_node("Transpose", [X], ["out"], perm=[1, 0, 2]))
+    for s, names in finals.items():
+        nodes.append(helper.make_node("Concat", names, [f"{s}_n"], axis=0))
+    graph = helper.make_graph(nodes, f"fastlstm.{type(layer).__name__}", inputs, outputs,
+                              constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fastlstm")
+    onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        onnx.save(model, path)
+    return model
+
+
+class _OnnxGraph:
+    """A model's graph as from_onnx reads it: who makes each tensor, and the constant ones."""
+
+    def __init__(self, model):
+        from onnx import helper, numpy_helper
+
+        self.graph = model.graph
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.inputs = {i.name: i for i in model.graph.input}
+        self.producer = {name: node for node in model.graph.node for name in node.output}
+        self.initializers = {t.name: t for t in model.graph.initializer}
+
+    def attributes(self, node):
+        return {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
+
+    def constant(self, name, what):
+        """The value of tensor `name` as an array, if the model holds it as a constant (an
+        initializer that is no input, or a Constant node); else a ValueError naming `what`."""
+        if name in self.initializers and name not in self.inputs:
+            return self.numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            (key, value), = self.attributes(node).items()
+            if key == "value":
+                return self.numpy_helper.to_array(value)
+            if key in ("value_int", "value_ints", "value_float", "value_floats"):
+                return np.array(value)
+        raise ValueError(f"path_or_model: {what} ({name!r}) is computed at run time; fastlstm "
+                         "reads only constant weights and shapes")
+
+    def trace(self, name, ops):
+        """The operators of `ops` that make tensor `name` from an earlier one, their first input
+        each: returns that earlier tensor's name and the operators in the order they run."""
+        chain = []
+        node = self.producer.get(name)
+        while node is not None and node.op_type in ops:
+            chain.append(node)
+            name = node.input[0]
+            node = self.producer.get(name)
+        return name, chain[::-1]
+
+    def rearrange(self, array, nodes):
+        """`array` through the rearranging operators `nodes`, in NumPy."""
+        for node in nodes:
+            attributes = self.attributes(node)
+            axes = attributes.get("axes")
+            if node.op_type in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1]:
+                axes = self.constant(node.input[1], f"the axes of {node.op_type} {node.name!r}")
+            if node.op_type == "Transpose":
+                array = np.transpose(array, attributes.get("perm"))
+            elif node.op_type == "Reshape":
+                shape = self.constant(node.input[1], f"the shape of Reshape {node.name!r}")
+                if not attributes.get("allowzero", 0):  # 0 copies the input's size
+                    shape = [array.shape[i] if n == 0 else n for i, n in enumerate(shape)]
+                array = np.reshape(array, shape)
+            elif node.op_type == "Squeeze":
+                array = np.squeeze(array, None if axes is None else tuple(np.ravel(axes)))
+            elif node.op_type == "Unsqueeze":
+                array = np.expand_dims(array, tuple(int(a) % (array.ndim + len(np.ravel(axes)))
+                                                    for a in np.ravel(axes)))
+        return array
+
+
+def _time_major(array, layout):
+    """A node's (T, B, ...) or, in layout 1, (B, T, ...) tensor as (T, B, ...)."""
+    return np.swapaxes(array, 0, 1) if layout else array
+
+
+def _y_probe(T, B, D, H, layout):
+    """The probe for a node's output Y, and what the next node's X must then be (time-major):
+    the labels 0, 1, ... of (T, B, D*H) placed where ONNX puts them in Y (T, D, B, H)."""
+    expected = np.arange(T * B * D * H).reshape(T, B, D * H)
+    y = expected.reshape(T, B, D, H).transpose(0, 2, 1, 3)
+    return (y.transpose(2, 0, 1, 3) if layout else y), expected
+
+
+def _check_node(graph, node, kind, name):
+    """A recurrent node's attributes and optional inputs must be what fastlstm computes; returns
+    (hidden_size, D, layout)."""
+    attributes = graph.attributes(node)
+    where = f"path_or_model: {node.op_type} node {node.name!r}"
+    unknown = set(attributes) - ONNX_ATTRIBUTES[name]
+    if unknown:
+        raise ValueError(f"{where} has attributes {sorted(unknown)}, which fastlstm does not read")
+    for refused, why in (("clip", "clips its cell input"), ("activation_alpha", "has activation "
+                         "parameters"), ("activation_beta", "has activation parameters")):
+        if refused in attributes:
+            raise ValueError(f"{where} {why} ({refused}); fastlstm does not")
+    if attributes.get("input_forget", 0):
+        raise ValueError(f"{where} couples the input and forget gates (input_forget=1); "
+                         "fastlstm does not")
+    if name == "gru" and attributes.get("linear_before_reset", 0) != 1:
+        raise ValueError(f"{where} has linear_before_reset="
+                         f"{attributes.get('linear_before_reset', 0)}; fastlstm computes "
+                         "PyTorch's GRU, linear_before_reset=1")
+    direction = attributes.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction not in ("forward", "bidirectional"):
+        raise ValueError(f"{where} has direction {direction!r}; fastlstm reads 'forward' or "
+                         "'bidirectional'")
+    D = 2 if direction == "bidirectional" else 1
+    activations = [a.decode() if isinstance(a, bytes) else a
+                   for a in attributes.get("activations", kind.onnx_activations * D)]
+    if [a.lower() for a in activations] != [a.lower() for a in kind.onnx_activations * D]:
+        raise ValueError(f"{where} has activations {activations}; fastlstm computes "
+                         f"{list(kind.onnx_activations * D)}")
+    if name == "lstm" and len(node.input) > 7 and node.input[7]:
+        raise ValueError(f"{where} has peepholes (input P); fastlstm's LSTM has none")
+    if "hidden_size" not in attributes:
+        raise ValueError(f"{where} has no hidden_size")
+    return int(attributes["hidden_size"]), D, int(attributes.get("layout", 0))
+
+
+def _check_runtime_inputs(graph, node):
+    """sequence_lens must come from the model's inputs, and the initial states from its inputs
+    or from zeros: a constant of them would be part of the model that the layer does not hold."""
+    where = f"path_or_model: {node.op_type} node {node.name!r}"
+    for index, name in enumerate(node.input[4:7], 4):
+        if not name:
+            continue
+        origin, _ = graph.trace(name, STATE_OPS)
+        if origin in graph.inputs and origin not in graph.initializers:
+            continue
+        what = "sequence_lens" if index == 4 else "its initial state"
+        if index > 4:
+            producer = graph.producer.get(origin)
+            if producer is not None and producer.op_type == "ConstantOfShape":
+                value = graph.attributes(producer).get("value")
+                if value is None or not graph.numpy_helper.to_array(value).any():
+                    continue
+            elif not graph.constant(origin, what).any():
+                continue
+        raise ValueError(f"{where}: {what} ({name!r}) is fixed inside the model; fastlstm takes "
+                         "it at run time (lengths, state), so it would be lost")
+
+
+def from_onnx(cls, path_or_model, config):
+    """A `cls` sequence layer read from the chain of recurrent nodes of an ONNX model (see
+    ``LSTM.from_onnx``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> lstm = fastlstm.LSTM(3, 4, num_layers=2, seed=0)
+    >>> back = fastlstm.LSTM.from_onnx(lstm.to_onnx(None))   # or from_onnx("lstm.onnx")
+    >>> back
+    LSTM(3, 4, num_layers=2, bidirectional=False, batch_first=False, dtype='float32', unit_forget_bias=False)
+    >>> x = np.ones((5, 2, 3), np.float32)
+    >>> bool(np.allclose(back(x)[0], lstm(x)[0], atol=1e-6))
+    True
+    """
+    onnx = _import_onnx()
+    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(path_or_model)
+    graph = _OnnxGraph(model)
+    kind = KINDS[cls._kind]
+    recurrent = {"LSTM", "GRU", "RNN"}
+    found = [n for n in model.graph.node if n.op_type in recurrent]
+    if not found:
+        raise ValueError("path_or_model: the model has no LSTM, GRU or RNN node")
+    others = sorted({n.op_type for n in found} - {kind.onnx_op})
+    if others:
+        raise ValueError(f"path_or_model: the model has {', '.join(others)} nodes; "
+                         f"fastlstm.{cls.__name__}.from_onnx reads {kind.onnx_op} nodes only")
+    # The chain, from the model's first output back to its input through rearranging operators.
+    output = model.graph.output[0].name
+    name, after = graph.trace(output, REARRANGING_OPS)
+    chain, glues = [], [after]
+    while name in graph.producer and graph.producer[name].op_type == kind.onnx_op:
+        node = graph.producer[name]
+        if name != node.output[0]:
+            raise ValueError(f"path_or_model: the model's first output comes from output {name!r} "
+                             f"of {node.op_type} node {node.name!r}, not from its Y")
+        chain.insert(0, node)
+        name, before = graph.trace(node.input[0], REARRANGING_OPS)
+        glues.insert(0, before)
+    if not chain:
+        maker = graph.producer.get(name)
+        raise ValueError(f"path_or_model: the model's first output {output!r} is made by "
+                         f"{maker.op_type if maker else 'no node'}, not by a chain of "
+                         f"{kind.onnx_op} nodes and {', '.join(REARRANGING_OPS)}")
+    if name not in graph.inputs:
+        maker = graph.producer.get(name)
+        made_by = maker.op_type if maker else f"no node (it is the constant {name!r})"
+        raise ValueError(f"path_or_model: the first {kind.onnx_op} node's input is made by "
+                         f"{made_by}, which fastlstm does not compute")
+    if len(chain) != len(found):
+        raise ValueError(f"path_or_model: the model has {len(found)} {kind.onnx_op} nodes, but its "
+                         f"first output comes from a chain of {len(chain)}; fastlstm reads one chain")
+
+    checked = [_check_node(graph, node, kind, cls._kind) for node in chain]
+    H, D = checked[0][:2]
+    if any(c[:2] != (H, D) for c in checked):
+        raise ValueError("path_or_model: the nodes differ in hidden_size or direction: "
+                         f"{[c[:2] for c in checked]}; fastlstm's layers share them")
+    weights = []
+    for node in chain:
+        _check_runtime_inputs(graph, node)
+        W = graph.constant(node.input[1], f"W of {node.name!r}")
+        R = graph.constant(node.input[2], f"R of {node.name!r}")
+        G = cls._gates * H
+        B = (graph.constant(node.input[3], f"B of {node.name!r}")
+             if len(node.input) > 3 and node.input[3] else np.zeros((D, 2 * G), W.dtype))
+        for label, array, shape in (("W", W, (D, G, W.shape[-1])), ("R", R, (D, G, H)),
+                                    ("B", B, (D, 2 * G))):
+            if array.shape != shape:
+                raise ValueError(f"path_or_model: {label} of node {node.name!r} has shape "
+                                 f"{array.shape}, expected {shape} (D, {cls._gates}*H, ...)")
+        weights.append((W, R, B))
+
+    # Probe the rearrangements with labelled tensors: the input's, then each node's Y.
+    # Sizes the model fixes are kept (a Reshape may spell them out); free ones get distinct values.
+    sizes = [d.dim_value or None for d in graph.inputs[name].type.tensor_type.shape.dim]
+    spare = iter(n for n in range(2, 100) if n not in sizes)
+    dims = [n or next(spare) for n in sizes]
+    x = np.arange(np.prod(dims, dtype=np.int64)).reshape(dims)
+    first = _time_major(graph.rearrange(x, glues[0]), checked[0][2])
+    if first.ndim != 3 or first.shape[2] != weights[0][0].shape[2]:
+        raise ValueError(f"path_or_model: the first node's input has shape {first.shape}, "
+                         f"expected (T, B, {weights[0][0].shape[2]})")
+    layouts = [is_batch_first for is_batch_first, layout in ((False, x), (True, np.swapaxes(x, 0, 1)))
+               if layout.shape == first.shape and np.array_equal(layout, first)]
+    if not layouts:
+        raise ValueError("path_or_model: the operators before the first node do more than make the "
+                         "input time-major; fastlstm reads (T, B, I) or (B, T, I)")
+    T, B = first.shape[:2]
+    for k, node in enumerate(chain):
+        y, expected = _y_probe(T, B, D, H, checked[k][2])
+        result = graph.rearrange(y, glues[k + 1])
+        if k + 1 < len(chain):
+            result = _time_major(result, checked[k + 1][2])
+            if result.shape != expected.shape or not np.array_equal(result, expected):
+                raise ValueError(f"path_or_model: between nodes {node.name!r} and "
+                                 f"{chain[k + 1].name!r}, Y is not rearranged to (T, B, D*H) "
+                                 "as fastlstm stacks layers")
+        else:
+            layouts = [bf for bf in layouts if np.array_equal(
+                np.swapaxes(expected, 0, 1) if bf else expected, result)]
+            if not layouts:
+                raise ValueError("path_or_model: the model's first output is not the last node's "
+                                 "Y as (T, B, D*H), or (B, T, D*H) if its input is batch-major")
+
+    inferred = dict(input_size=int(weights[0][0].shape[2]), hidden_size=H, num_layers=len(chain),
+                    bidirectional=D == 2)
+    if len(layouts) == 1:  # else T = B = 1 in the model, and either layout reads it
+        inferred["batch_first"] = layouts[0]
+    dtype = _weights_dtype(weights[0][0], config)
+    layer = cls(**_merge_config(inferred, config, "the ONNX model"), dtype=dtype)
+    ours = np.argsort(kind.onnx_gates)
+    G = cls._gates * H
+    for k, (W, R, Bias) in enumerate(weights):
+        for d, slot in enumerate(_slots(layer)[k * D : (k + 1) * D]):
+            layer._set_param(f"W{slot}", reorder_gates(W[d].T, ours))
+            layer._set_param(f"U{slot}", reorder_gates(R[d].T, ours))
+            layer._set_param(f"b{slot}", _bias_from_pair(layer, reorder_gates(Bias[d, :G], ours),
+                                                         reorder_gates(Bias[d, G:], ours)))
+    return layer

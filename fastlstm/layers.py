@@ -451,6 +451,58 @@ class _Sequence(_Module):
         """
         return convert.from_keras(cls, layer_or_weights, config)
 
+    def to_onnx(self, path: Union[str, os.PathLike, None], opset: int = 17, *,
+                state: bool = False, lengths: bool = False) -> Any:
+        """Write this layer as an ONNX inference model; needs the ``onnx`` package.
+
+        One ONNX node per layer (both directions in it), gates reordered to ONNX's (LSTM i, o, f,
+        c; GRU z, r, h with ``linear_before_reset=1``), biases split into Wb and Rb. onnxruntime
+        gives the same outputs as :meth:`forward`. Runs nothing and imports no onnxruntime.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None
+            Where to write the model (``.onnx``); None writes nothing.
+        opset : int
+            The ONNX opset, from 14 to the onnx package's newest.
+        state : bool
+            Give the model initial-state inputs ``h_0`` (and ``c_0``), (L*D, B, H), as
+            ``forward``'s ``state``; without them the initial states are zeros.
+        lengths : bool
+            Give the model an int32 input ``lengths`` (B,), as ``forward``'s ``lengths``
+            (ONNX's ``sequence_lens``).
+
+        Returns
+        -------
+        onnx.ModelProto
+            Inputs ``x`` in the layer's layout ((T, B, I), or (B, T, I) if batch_first; a Transpose
+            makes it time-major, since onnxruntime runs no batch-major recurrent node), then
+            ``lengths``, ``h_0``, ``c_0`` as asked; outputs ``out``, ``h_n`` (and ``c_n``), as
+            ``forward`` returns them. T and B are free.
+
+        An example is in :func:`fastlstm.convert.to_onnx`.
+        """
+        return convert.to_onnx(self, path, opset, state, lengths)
+
+    @classmethod
+    def from_onnx(cls: type[Layer], path_or_model: Any, **config: Any) -> Layer:
+        """A layer read from the chain of LSTM (GRU, RNN) nodes of an ONNX model; needs ``onnx``.
+
+        Reads what :meth:`to_onnx` and ``torch.onnx.export`` of a ``torch.nn.LSTM`` write: one node
+        per layer, with only Identity, Transpose, Reshape, Squeeze and Unsqueeze between the
+        model's input, the nodes and its first output (checked by running them on a probe).
+        num_layers, bidirectional, the sizes, batch_first and the dtype come from the model;
+        ``config`` may set the dtype and backend, and repeat the rest.
+
+        Raises ValueError, never loads approximately, when the model holds what fastlstm does not
+        compute: peepholes (P), ``clip``, activations other than the defaults or with parameters,
+        ``input_forget``, a GRU with ``linear_before_reset=0``, direction ``reverse``, nodes that
+        differ in size or direction, constant sequence lengths or non-zero constant initial
+        states, or any other operator on the path from the input to the first output (a read-out
+        head, say). An example is in :func:`fastlstm.convert.from_onnx`.
+        """
+        return convert.from_onnx(cls, path_or_model, config)
+
 
 class LSTM(_Sequence):
     """A stacked, optionally bidirectional LSTM over whole sequences, shaped like ``torch.nn.LSTM``.
