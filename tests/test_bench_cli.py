@@ -65,6 +65,29 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert len(loop["ratio_per_round"]["reference / fastlstm + matmul"]) == 2
 
 
+def test_bench_times_every_kind(tmp_path):
+    """--kinds adds a table per kind, with its FLOPs."""
+    out = tmp_path / "bench.json"
+    done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--kinds", "lstm,gru,rnn", "--cells", "none",
+                        "--layers", "none", "--loops", "none", "--repeat", "1", "--threads", "1",
+                        "--json", str(out), "--no-torch")
+    assert done.returncode == 0, done.stderr
+    assert "\nGRU: gru_forward" in done.stdout and "\nRNN: rnn_forward" in done.stdout
+    report = json.loads(out.read_text())
+    assert [r["kind"] for r in report["results"]] == ["lstm", "gru", "rnn"]
+    # forward FLOPs 2*T*B*(I+H)*G*H with G = 4, 3, 1
+    assert [r["flops"]["forward"] for r in report["results"]] == [
+        2 * 3 * 2 * (4 + 5) * G * 5 for G in (4, 3, 1)]
+
+
+@pytest.mark.parametrize("kinds", ["lstm,cnn", "", ","])
+def test_bench_names_the_bad_kinds(capsys, kinds):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--kinds", kinds])
+    assert exit_.value.code != 0
+    assert "argument --kinds: expected kinds among lstm,gru,rnn" in capsys.readouterr().err
+
+
 def test_bench_rejects_bad_shapes():
     done = fastlstm_cli("bench", "--shapes", "3,2,4")
     assert done.returncode != 0 and done.stdout == ""
