@@ -1,11 +1,12 @@
-"""fastlstm, its NumPy reference and torch under pytest-benchmark, grouped by shape, kind and
-pass; then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell), the layers and
-a NumPy training loop.
+"""fastlstm, its NumPy reference, torch and onnxruntime under pytest-benchmark, grouped by shape,
+kind and pass; then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell), the
+layers and a NumPy training loop.
 
     pytest bench/ [--benchmark-min-rounds=3] [--bench-dtype=float64]
 
-The contenders and their setup are those of ``python -m fastlstm bench`` (:mod:`fastlstm.bench`).
-Each benchmark also checks that its result matches the reference's.
+The contenders and their setup are those of ``python -m fastlstm bench`` (:mod:`fastlstm.bench`);
+onnxruntime runs the forward only, in float32. Each benchmark also checks that its result matches
+the reference's.
 """
 import pytest
 
@@ -32,6 +33,11 @@ def skip_unless_runs(contender, pass_, dtype):
     """Skip the benchmark of a contender that is not installed or lacks the pass or dtype."""
     if contender == "torch":
         pytest.importorskip("torch")
+    if contender == "onnxruntime":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+        if pass_ != "forward" or dtype != "float32":
+            pytest.skip("onnxruntime: the forward in float32 only")
 
 
 @pytest.mark.parametrize("pass_", bench.PASSES)
@@ -61,7 +67,7 @@ def test_sequence(benchmark, cases, dtype, threads, case, contender, pass_):
 @pytest.mark.parametrize("spec", bench.LAYERS, ids=bench.layer_label)
 def test_layer(benchmark, dtype, threads, spec, contender, pass_):
     """A whole layer (stacked, bidirectional LSTM; GRU) on fastlstm, on the reference's functions,
-    and as the torch module; each checked against the reference layer."""
+    as the torch module and on onnxruntime; each checked against the reference layer."""
     skip_unless_runs(contender, pass_, dtype)
     problem = bench.make_layer_problem(spec, dtype)
     expected = dict(zip(bench.PASSES, bench.setup_reference_layer(problem, threads)))[pass_]()

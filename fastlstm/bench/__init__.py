@@ -1,10 +1,13 @@
-"""Benchmark fastlstm against its NumPy reference and torch: ``python -m fastlstm bench``.
+"""Benchmark fastlstm against its NumPy reference, torch and onnxruntime: ``python -m fastlstm bench``.
 
 For every shape (T, B, I, H) of a grid, on the same seeded data and in the same process, this times
 the forward pass (``lstm_forward``) and the forward and backward pass (``lstm_forward``, then
 ``lstm_backward`` of a given ``dhs``) of each contender: fastlstm, ``fastlstm.reference`` and, if
-it is importable, ``torch.nn.LSTM`` loaded with the same weights. ``--kinds lstm,gru,rnn`` adds a
-table of the same shapes for the GRU (``gru_forward``, ``torch.nn.GRU``) and one for the RNN. The contenders take turns for `repeat` rounds, and the minimum time of each is kept. Each timed
+they are importable, ``torch.nn.LSTM`` loaded with the same weights and onnxruntime's LSTM node
+(forward only, float32; the model from ``to_onnx``; on the same thread count, one inter-op thread,
+sequential execution, its intra-op spinning turned off). ``--kinds lstm,gru,rnn`` adds a table of
+the same shapes for the GRU (``gru_forward``, ``torch.nn.GRU``, onnxruntime's GRU) and one for the
+RNN. The contenders take turns for `repeat` rounds, and the minimum time of each is kept. Each timed
 call follows 0.2 s of untimed calls of the same contender: they warm the caches and outlast the
 threads that the previous contender leaves spinning (OpenBLAS's spin for about 0.15 s after a call,
 and on a small machine they would take a core from the timed call). Before a shape is timed, every
@@ -17,7 +20,7 @@ peak, measured in the same run (before and after the shapes) as NumPy's matmul o
 matrices.
 
 A third table times whole layers (``fastlstm.LSTM`` stacked and bidirectional, ``fastlstm.GRU``)
-against the same layer on the reference's functions and the equivalent torch module.
+against the same layer on the reference's functions, the equivalent torch module and onnxruntime.
 
 A fourth table times a NumPy training loop around fastlstm and around the reference: the step a
 user writes (forward, a NumPy read-out, the loss gradient, backward, an SGD update) with NumPy's BLAS
@@ -40,9 +43,10 @@ and plot) and ``cli`` (the options).
 """
 from .cli import add_arguments, cli, parse_kinds, parse_layers, parse_loops, parse_shapes
 from .contenders import (CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, TOLERANCES, check_close,
-                         setup_fastlstm, setup_fastlstm_cell, setup_fastlstm_layer, setup_reference,
-                         setup_reference_cell, setup_reference_layer, setup_torch, setup_torch_cell,
-                         setup_torch_layer, torch_version, verify)
+                         onnxruntime_version, setup_fastlstm, setup_fastlstm_cell,
+                         setup_fastlstm_layer, setup_onnxruntime, setup_onnxruntime_layer,
+                         setup_reference, setup_reference_cell, setup_reference_layer, setup_torch,
+                         setup_torch_cell, setup_torch_layer, torch_version, verify)
 from .loop import LOOPS, bench_training_loop, make_training_step
 from .problems import (CELLS, FULL, KINDS, LAYER_CLASSES, LAYER_GATES, LAYERS, PASS_LABELS, PASSES,
                        QUICK, Problem, flops_forward, layer_flops_forward, make_layer_problem,

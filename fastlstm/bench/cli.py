@@ -95,6 +95,8 @@ def add_arguments(parser):
                         help="the cell kinds of the shape grid, a table each: lstm, gru, rnn "
                         "(default: lstm)")
     parser.add_argument("--no-torch", action="store_true", help="leave torch.nn.LSTM out")
+    parser.add_argument("--no-onnxruntime", action="store_true",
+                        help="leave onnxruntime out (otherwise its forward, if installed, float32)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE",
                         help="also write a PNG of the speed-ups (needs matplotlib)")
@@ -104,7 +106,8 @@ def cli(args):
     """Run the benchmark that the parsed `args` describe, print the table and write the files."""
     shapes = args.shapes if args.shapes is not None else (QUICK if args.quick else FULL)
     report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
-                 cells=args.cells, layers=args.layers, loops=args.loops, kinds=args.kinds)
+                 cells=args.cells, layers=args.layers, loops=args.loops, kinds=args.kinds,
+                 use_onnxruntime=not args.no_onnxruntime)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

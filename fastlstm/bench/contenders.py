@@ -2,7 +2,8 @@
 
 A setup takes a problem (:mod:`fastlstm.bench.problems`) and a thread count and returns the
 (forward, forward_backward) callables; each returns a dict of its outputs (``hs``, and for the
-backward ``dxs``, ``dW``, ``dU``, ``db``), checked against the reference's before any timing.
+backward ``dxs``, ``dW``, ``dU``, ``db``), checked against the reference's before any timing. A
+contender that has no backward (onnxruntime) returns None in its place.
 """
 import numpy as np
 
@@ -12,6 +13,11 @@ from fastlstm import reference
 from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
 
 TOLERANCES = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-9}}
+# how onnxruntime runs: the thread count is the other contenders'; its workers must not spin after
+# a run (they would take cores from whatever runs next, and it from the others)
+ONNXRUNTIME_SETTINGS = ("forward only, model from layer.to_onnx, intra_op_num_threads = the "
+                        "threads, inter_op_num_threads 1, sequential execution, intra-op spinning "
+                        "off")
 
 
 def _module_passes(module, p):
@@ -58,8 +64,8 @@ def setup_reference(p, threads):
 
 
 def problem_layer(p):
-    """A one-layer fastlstm layer of the problem's kind holding its weights (for the converter
-    to torch)."""
+    """A one-layer fastlstm layer of the problem's kind holding its weights (for the converters
+    to the other frameworks)."""
     (I, G), H = p.W.shape, p.U.shape[0]
     layer = getattr(fastlstm, LAYER_CLASSES[p.kind])(I, H, dtype=p.xs.dtype)
     for name, value in (("W_l0", p.W), ("U_l0", p.U), ("b_l0", p.b)):
@@ -96,8 +102,43 @@ def setup_torch(p, threads):
     return forward, forward_backward
 
 
+def onnxruntime_version():
+    """onnxruntime's version if it and onnx (for to_onnx) import, else None."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+def _onnxruntime_forward(layer, x, threads):
+    """(forward, None): onnxruntime's session of ``layer.to_onnx`` run on x, as
+    :data:`ONNXRUNTIME_SETTINGS` says."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(layer.to_onnx(None).SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+
+    def forward():
+        return {"hs": session.run(["out"], {"x": x})[0]}
+
+    return forward, None
+
+
+def setup_onnxruntime(p, threads):
+    """onnxruntime's LSTM (GRU, RNN) node with the problem's weights: forward only (float32)."""
+    return _onnxruntime_forward(problem_layer(p), p.xs, threads)
+
+
 # name -> setup(problem, threads) returning the (forward, forward_backward) callables
-CONTENDERS = {"fastlstm": setup_fastlstm, "reference": setup_reference, "torch": setup_torch}
+CONTENDERS = {"fastlstm": setup_fastlstm, "reference": setup_reference, "torch": setup_torch,
+              "onnxruntime": setup_onnxruntime}
 
 
 def _module_cell_loops(module, p):
@@ -241,9 +282,15 @@ def setup_torch_layer(problem, threads):
     return forward, forward_backward
 
 
+def setup_onnxruntime_layer(problem, threads):
+    """The layer's ``to_onnx`` model on onnxruntime: forward only (float32)."""
+    layer, x, _ = problem
+    return _onnxruntime_forward(layer, x, threads)
+
+
 # the same for the layer table
 LAYER_CONTENDERS = {"fastlstm": setup_fastlstm_layer, "reference": setup_reference_layer,
-                    "torch": setup_torch_layer}
+                    "torch": setup_torch_layer, "onnxruntime": setup_onnxruntime_layer}
 
 
 def torch_version():

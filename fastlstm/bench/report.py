@@ -6,6 +6,8 @@ import numpy as np
 from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
 from .timing import SETTLE_SECONDS
 
+FORWARD = ("forward",)
+
 
 def _shape_label(record):
     return f"{record['T']},{record['B']},{record['I']},{record['H']}"
@@ -67,6 +69,8 @@ TABLE_GROUPS = {
     "speed-up vs ref": (_speedup("reference"), PASSES),
     "torch ms": (_ms("torch"), PASSES),
     "speed-up vs torch": (_speedup("torch"), PASSES),
+    "onnxruntime ms": (_ms("onnxruntime"), FORWARD),
+    "speed-up vs onnxruntime": (_speedup("onnxruntime"), FORWARD),
     "fastlstm GFLOP/s (% of peak)": (_gflops, PASSES),
 }
 
@@ -86,8 +90,8 @@ CELL_TABLE_GROUPS = {
 
 # the whole-sequence table of each kind after the LSTM's: its title
 KIND_TITLES = {
-    "gru": "GRU: gru_forward / gru_backward (gates r, z, n; 3H columns), torch.nn.GRU",
-    "rnn": "RNN: rnn_forward / rnn_backward (tanh; H columns), torch.nn.RNN",
+    "gru": "GRU: gru_forward / gru_backward (gates r, z, n; 3H columns), torch.nn.GRU, onnxruntime's GRU",
+    "rnn": "RNN: rnn_forward / rnn_backward (tanh; H columns), torch.nn.RNN, onnxruntime's RNN",
 }
 
 
@@ -108,6 +112,7 @@ def format_report(report):
     header = [
         f"machine: {m['cpu']}, {m['cores']} cores; python {m['python']}, numpy {m['numpy']}, "
         f"torch {m['torch']}",
+        f"onnxruntime {m['onnxruntime']}",
         f"fastlstm {m['fastlstm']}: SIMD {m['simd']}, OpenMP {openmp}; {m['threads']} threads; "
         f"dtype {m['dtype']}",
         f"GEMM peak: {report['gemm_peak_gflops']:.1f} GFLOP/s (NumPy matmul {s['gemm_size']}x"
@@ -134,7 +139,8 @@ def format_report(report):
                           _shape_label))
     if report["layer_results"]:
         text += ("\n\nLayers: fastlstm.LSTM / GRU (x layers, uni- or bidirectional), the same layer "
-                 "on the reference's functions, and the torch module from layer.to_torch()\n"
+                 "on the reference's functions, the torch module from layer.to_torch() and "
+                 "onnxruntime on layer.to_onnx()\n"
                  + _table("layer (T,B,I,H)", TABLE_GROUPS, report["layer_results"], layer_label))
     if report["loop_results"]:
         text += "\n\n" + format_loop_table(report["loop_results"], report["settings"]["repeat"])

@@ -10,7 +10,8 @@ import numpy as np
 import fastlstm
 from fastlstm import _config
 
-from .contenders import CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, torch_version, verify
+from .contenders import (CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, ONNXRUNTIME_SETTINGS,
+                         onnxruntime_version, torch_version, verify)
 from .loop import LOOPS, bench_training_loop
 from .problems import (CELLS, LAYER_CLASSES, LAYERS, PASSES, flops_forward, layer_flops_forward,
                        make_layer_problem, make_problem)
@@ -41,7 +42,7 @@ def _package_version(name):
         return None
 
 
-def machine_info(threads, dtype, torch_note):
+def machine_info(threads, dtype, torch_note, onnxruntime_note):
     """The CPU, the library versions and fastlstm's build, as a dict."""
     config = _config.config()
     return {
@@ -52,6 +53,7 @@ def machine_info(threads, dtype, torch_note):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch_note,
+        "onnxruntime": onnxruntime_note,
         "threadpoolctl": _package_version("threadpoolctl") or "not installed",
         "fastlstm": fastlstm.__version__,
         "simd": config["simd"],
@@ -81,26 +83,39 @@ def bench_layer(spec, names, threads, dtype, repeat):
 
 def _bench(problem, shape, forward_flops, names, threads, dtype, repeat, contenders):
     calls = {}
-    timed = [name for name in names if name in contenders]
-    for name in timed:
-        calls.update(zip([(name, p) for p in PASSES], contenders[name](problem, threads)))
+    for name in filter(contenders.__contains__, names):
+        for p, call in zip(PASSES, contenders[name](problem, threads)):
+            if call is not None:  # onnxruntime has no backward
+                calls[name, p] = call
     verify(calls, dtype)
     ms = time_interleaved(calls, repeat)
+    timed = list(dict.fromkeys(name for name, _ in calls))
     T, B, I, H = shape
     flops = {"forward": forward_flops, "forward_backward": 3 * forward_flops}
     gflops = {p: flops[p] / ms["fastlstm", p] / 1e6 for p in PASSES}
     return {
         "T": T, "B": B, "I": I, "H": H,
         "flops": flops,
-        "ms": {name: {p: ms[name, p] for p in PASSES} for name in timed},
-        "speedup": {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES}
+        "ms": {name: {p: ms[name, p] for p in PASSES if (name, p) in ms} for name in timed},
+        "speedup": {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES if (name, p) in ms}
                     for name in timed if name != "fastlstm"},
         "gflops": gflops,
     }
 
 
+def _optional_contender(name, version, wanted, flag, unusable=None):
+    """([name] if it is to run, else []) and the note on it for the report's header."""
+    if not wanted:
+        return [], f"not used ({flag})"
+    if version is None:
+        return [], "not installed"
+    if unusable:
+        return [], f"{version}, not used ({unusable})"
+    return [name], version
+
+
 def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS,
-        layers=LAYERS, loops=LOOPS, kinds=("lstm",)):
+        layers=LAYERS, loops=LOOPS, kinds=("lstm",), use_onnxruntime=True):
     """Benchmark every shape of `shapes` for each of `kinds` ("lstm", "gru", "rnn"), then the step
     loops of `cells`, the `layers` and the training `loops`, logging progress to stderr.
 
@@ -109,14 +124,19 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
     dict
         ``machine`` (:func:`machine_info`), ``settings``, ``contenders``, ``gemm_peak_gflops``,
         ``results``: one record per kind and shape with the times in ms of every contender and
-        pass, and
+        pass (onnxruntime: the forward only), and
         ``cell_results``: the same for the step loops, with ``us_per_step``, ``layer_results``
         for the layers and ``loop_results`` for the training loops
         (:func:`bench_training_loop`).
     """
-    version = torch_version() if use_torch else None
-    torch_note = version or ("not installed" if use_torch else "not used (--no-torch)")
-    names = ["fastlstm", "reference"] + (["torch"] if version else [])
+    torch_name, torch_note = _optional_contender("torch", torch_version() if use_torch else None,
+                                                 use_torch, "--no-torch")
+    onnxruntime_name, onnxruntime_note = _optional_contender(
+        "onnxruntime", onnxruntime_version() if use_onnxruntime else None, use_onnxruntime,
+        "--no-onnxruntime", None if dtype == "float32" else "its recurrent kernels are float32 only")
+    if onnxruntime_name:
+        onnxruntime_note += f": {ONNXRUNTIME_SETTINGS}"
+    names = ["fastlstm", "reference"] + torch_name + onnxruntime_name
     with blas_threads(threads) as blas_note:
         _log(f"measuring the GEMM peak ({GEMM_SIZE}x{GEMM_SIZE} {dtype}) ...")
         peak = gemm_peak(dtype)
@@ -149,7 +169,7 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
     for record in records + layer_records:
         record["percent_of_peak"] = {p: 100 * record["gflops"][p] / peak for p in PASSES}
     return {
-        "machine": machine_info(threads, dtype, torch_note),
+        "machine": machine_info(threads, dtype, torch_note, onnxruntime_note),
         "settings": {"repeat": repeat, "statistic": "min", "blas_threads": blas_note,
                      "settle_seconds": SETTLE_SECONDS, "gemm_size": GEMM_SIZE,
                      "gemm_repeat": GEMM_REPEAT},
