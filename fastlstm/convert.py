@@ -264,6 +264,9 @@ REARRANGING_OPS = ("Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze")
 # Operators through which an initial state may be cut out of a bigger one (torch.onnx.export:
 # Slice of its h_0, or of a ConstantOfShape of zeros when no state is given).
 STATE_OPS = REARRANGING_OPS + ("Slice", "Split", "Gather", "Expand", "Cast")
+# attributes that change what a node computes in ways fastlstm does not: what each does
+REFUSED_ATTRIBUTES = {"clip": "clips its cell input", "activation_alpha": "has activation parameters",
+                      "activation_beta": "has activation parameters"}
 ONNX_ATTRIBUTES = {  # the attributes from_onnx reads; others are refused
     "lstm": {"hidden_size", "direction", "layout", "activations", "input_forget", "clip",
              "activation_alpha", "activation_beta"},
@@ -387,8 +390,9 @@ class _OnnxGraph:
 
     def constant(self, name, what):
         """The value of tensor `name` as an array, if the model holds it as a constant (an
-        initializer that is no input, or a Constant node); else a ValueError naming `what`."""
-        if name in self.initializers and name not in self.inputs:
+        initializer, also one listed among the inputs as older exporters do, whose value is what
+        runs unless a caller overrides it; or a Constant node); else a ValueError naming `what`."""
+        if name in self.initializers:
             return self.numpy_helper.to_array(self.initializers[name])
         node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
@@ -454,8 +458,7 @@ def _check_node(graph, node, kind, name):
     unknown = set(attributes) - ONNX_ATTRIBUTES[name]
     if unknown:
         raise ValueError(f"{where} has attributes {sorted(unknown)}, which fastlstm does not read")
-    for refused, why in (("clip", "clips its cell input"), ("activation_alpha", "has activation "
-                         "parameters"), ("activation_beta", "has activation parameters")):
+    for refused, why in REFUSED_ATTRIBUTES.items():
         if refused in attributes:
             raise ValueError(f"{where} {why} ({refused}); fastlstm does not")
     if attributes.get("input_forget", 0):
@@ -526,16 +529,43 @@ def from_onnx(cls, path_or_model, config):
     model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(path_or_model)
     graph = _OnnxGraph(model)
     kind = KINDS[cls._kind]
-    recurrent = {"LSTM", "GRU", "RNN"}
-    found = [n for n in model.graph.node if n.op_type in recurrent]
+    chain, glues, x_name = _find_chain(graph, kind, cls.__name__)
+    checked = [_check_node(graph, node, kind, cls._kind) for node in chain]
+    H, D = checked[0][:2]
+    if any(c[:2] != (H, D) for c in checked):
+        raise ValueError("path_or_model: the nodes differ in hidden_size or direction: "
+                         f"{[c[:2] for c in checked]}; fastlstm's layers share them")
+    weights = [_node_weights(graph, node, cls._gates * H, H, D) for node in chain]
+    I = int(weights[0][0].shape[2])
+    layouts = _probe_layouts(graph, chain, glues, x_name, [c[2] for c in checked], I, H, D)
+
+    inferred = dict(input_size=I, hidden_size=H, num_layers=len(chain), bidirectional=D == 2)
+    if len(layouts) == 1:  # else T = B = 1 in the model, and either layout reads it
+        inferred["batch_first"] = layouts[0]
+    dtype = _weights_dtype(weights[0][0], config)
+    layer = cls(**_merge_config(inferred, config, "the ONNX model"), dtype=dtype)
+    ours = np.argsort(kind.onnx_gates)
+    G = cls._gates * H
+    for k, (W, R, Bias) in enumerate(weights):
+        for d, slot in enumerate(_slots(layer)[k * D : (k + 1) * D]):
+            layer._set_param(f"W{slot}", reorder_gates(W[d].T, ours))
+            layer._set_param(f"U{slot}", reorder_gates(R[d].T, ours))
+            layer._set_param(f"b{slot}", _bias_from_pair(layer, reorder_gates(Bias[d, :G], ours),
+                                                         reorder_gates(Bias[d, G:], ours)))
+    return layer
+
+
+def _find_chain(graph, kind, class_name):
+    """The model's `kind` nodes from its input to its first output: (the nodes in order, the
+    rearranging operators before each and after the last, the name of the model input)."""
+    found = [n for n in graph.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     if not found:
         raise ValueError("path_or_model: the model has no LSTM, GRU or RNN node")
     others = sorted({n.op_type for n in found} - {kind.onnx_op})
     if others:
         raise ValueError(f"path_or_model: the model has {', '.join(others)} nodes; "
-                         f"fastlstm.{cls.__name__}.from_onnx reads {kind.onnx_op} nodes only")
-    # The chain, from the model's first output back to its input through rearranging operators.
-    output = model.graph.output[0].name
+                         f"fastlstm.{class_name}.from_onnx reads {kind.onnx_op} nodes only")
+    output = graph.graph.output[0].name
     name, after = graph.trace(output, REARRANGING_OPS)
     chain, glues = [], [after]
     while name in graph.producer and graph.producer[name].op_type == kind.onnx_op:
@@ -559,71 +589,60 @@ def from_onnx(cls, path_or_model, config):
     if len(chain) != len(found):
         raise ValueError(f"path_or_model: the model has {len(found)} {kind.onnx_op} nodes, but its "
                          f"first output comes from a chain of {len(chain)}; fastlstm reads one chain")
+    return chain, glues, name
 
-    checked = [_check_node(graph, node, kind, cls._kind) for node in chain]
-    H, D = checked[0][:2]
-    if any(c[:2] != (H, D) for c in checked):
-        raise ValueError("path_or_model: the nodes differ in hidden_size or direction: "
-                         f"{[c[:2] for c in checked]}; fastlstm's layers share them")
-    weights = []
-    for node in chain:
-        _check_runtime_inputs(graph, node)
-        W = graph.constant(node.input[1], f"W of {node.name!r}")
-        R = graph.constant(node.input[2], f"R of {node.name!r}")
-        G = cls._gates * H
-        B = (graph.constant(node.input[3], f"B of {node.name!r}")
-             if len(node.input) > 3 and node.input[3] else np.zeros((D, 2 * G), W.dtype))
-        for label, array, shape in (("W", W, (D, G, W.shape[-1])), ("R", R, (D, G, H)),
-                                    ("B", B, (D, 2 * G))):
-            if array.shape != shape:
-                raise ValueError(f"path_or_model: {label} of node {node.name!r} has shape "
-                                 f"{array.shape}, expected {shape} (D, {cls._gates}*H, ...)")
-        weights.append((W, R, B))
 
-    # Probe the rearrangements with labelled tensors: the input's, then each node's Y.
-    # Sizes the model fixes are kept (a Reshape may spell them out); free ones get distinct values.
-    sizes = [d.dim_value or None for d in graph.inputs[name].type.tensor_type.shape.dim]
+def _node_weights(graph, node, G, H, D):
+    """A node's constant W (D, G, I_k), R (D, G, H) and B (D, 2G) (zeros if it has none), after
+    the check of its run-time inputs."""
+    _check_runtime_inputs(graph, node)
+    W = graph.constant(node.input[1], f"W of {node.name!r}")
+    R = graph.constant(node.input[2], f"R of {node.name!r}")
+    B = (graph.constant(node.input[3], f"B of {node.name!r}")
+         if len(node.input) > 3 and node.input[3] else np.zeros((D, 2 * G), W.dtype))
+    for label, array, shape in (("W", W, (D, G, W.shape[-1])), ("R", R, (D, G, H)),
+                                ("B", B, (D, 2 * G))):
+        if array.shape != shape:
+            raise ValueError(f"path_or_model: {label} of node {node.name!r} has shape "
+                             f"{array.shape}, expected {shape}")
+    return W, R, B
+
+
+def _probe_layouts(graph, chain, glues, x_name, layouts, I, H, D):
+    """Run the rearranging operators on labelled probes: the model's input, then each node's Y.
+    Each node must get exactly the (T, B, I_k) that fastlstm's stacking gives it, and the first
+    output must be the last Y as (T, B, D*H) in the input's layout. Returns the possible values of
+    batch_first: [False], [True], or both when the model fixes T = B = 1."""
+    # Sizes the model fixes are kept (a Reshape may spell them out); free ones get distinct values,
+    # but for the features of an input of unknown shape, taken as (T, B, I) or (B, T, I).
+    input_type = graph.inputs[x_name].type.tensor_type
+    sizes = ([d.dim_value or None for d in input_type.shape.dim] if input_type.HasField("shape")
+             else [None, None, I])
     spare = iter(n for n in range(2, 100) if n not in sizes)
     dims = [n or next(spare) for n in sizes]
     x = np.arange(np.prod(dims, dtype=np.int64)).reshape(dims)
-    first = _time_major(graph.rearrange(x, glues[0]), checked[0][2])
-    if first.ndim != 3 or first.shape[2] != weights[0][0].shape[2]:
+    first = _time_major(graph.rearrange(x, glues[0]), layouts[0])
+    if first.ndim != 3 or first.shape[2] != I:
         raise ValueError(f"path_or_model: the first node's input has shape {first.shape}, "
-                         f"expected (T, B, {weights[0][0].shape[2]})")
-    layouts = [is_batch_first for is_batch_first, layout in ((False, x), (True, np.swapaxes(x, 0, 1)))
-               if layout.shape == first.shape and np.array_equal(layout, first)]
-    if not layouts:
+                         f"expected (T, B, {I})")
+    batch_first = [flag for flag, layout in ((False, x), (True, np.swapaxes(x, 0, 1)))
+                   if np.array_equal(layout, first)]
+    if not batch_first:
         raise ValueError("path_or_model: the operators before the first node do more than make the "
                          "input time-major; fastlstm reads (T, B, I) or (B, T, I)")
     T, B = first.shape[:2]
     for k, node in enumerate(chain):
-        y, expected = _y_probe(T, B, D, H, checked[k][2])
+        y, expected = _y_probe(T, B, D, H, layouts[k])
         result = graph.rearrange(y, glues[k + 1])
         if k + 1 < len(chain):
-            result = _time_major(result, checked[k + 1][2])
-            if result.shape != expected.shape or not np.array_equal(result, expected):
+            result = _time_major(result, layouts[k + 1])
+            if not np.array_equal(result, expected):
                 raise ValueError(f"path_or_model: between nodes {node.name!r} and "
                                  f"{chain[k + 1].name!r}, Y is not rearranged to (T, B, D*H) "
                                  "as fastlstm stacks layers")
-        else:
-            layouts = [bf for bf in layouts if np.array_equal(
-                np.swapaxes(expected, 0, 1) if bf else expected, result)]
-            if not layouts:
-                raise ValueError("path_or_model: the model's first output is not the last node's "
-                                 "Y as (T, B, D*H), or (B, T, D*H) if its input is batch-major")
-
-    inferred = dict(input_size=int(weights[0][0].shape[2]), hidden_size=H, num_layers=len(chain),
-                    bidirectional=D == 2)
-    if len(layouts) == 1:  # else T = B = 1 in the model, and either layout reads it
-        inferred["batch_first"] = layouts[0]
-    dtype = _weights_dtype(weights[0][0], config)
-    layer = cls(**_merge_config(inferred, config, "the ONNX model"), dtype=dtype)
-    ours = np.argsort(kind.onnx_gates)
-    G = cls._gates * H
-    for k, (W, R, Bias) in enumerate(weights):
-        for d, slot in enumerate(_slots(layer)[k * D : (k + 1) * D]):
-            layer._set_param(f"W{slot}", reorder_gates(W[d].T, ours))
-            layer._set_param(f"U{slot}", reorder_gates(R[d].T, ours))
-            layer._set_param(f"b{slot}", _bias_from_pair(layer, reorder_gates(Bias[d, :G], ours),
-                                                         reorder_gates(Bias[d, G:], ours)))
-    return layer
+    batch_first = [flag for flag in batch_first if np.array_equal(
+        np.swapaxes(expected, 0, 1) if flag else expected, result)]
+    if not batch_first:
+        raise ValueError("path_or_model: the model's first output is not the last node's Y as "
+                         "(T, B, D*H), or (B, T, D*H) if its input is batch-major")
+    return batch_first

@@ -140,18 +140,47 @@ def test_torch_to_onnx_to_fastlstm(ort, rng, kind, num_layers, bidirectional, ba
 
 
 def test_from_onnx_reads_a_path_and_a_torch_model_of_fixed_sizes(tmp_path):
+    """Sizes fixed in the model (B = 1), and weights also listed as inputs, as older exporters did."""
     torch = pytest.importorskip("torch")
     module = torch.nn.LSTM(4, 6, batch_first=True)
     path = tmp_path / "fixed.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(1, 5, 4),), str(path), dynamo=False)
+        torch.onnx.export(module, (torch.zeros(1, 5, 4),), str(path), dynamo=False,
+                          keep_initializers_as_inputs=True)
+    assert len(onnx.load(path).graph.input) > 1
     layer = fastlstm.LSTM.from_onnx(str(path))
     assert layer.batch_first
     x = np.random.default_rng(0).standard_normal((2, 9, 4)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x))[0].numpy()
     np.testing.assert_allclose(layer(x)[0], expected, **ROUND_TRIP)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_from_onnx_reads_the_batch_major_layout(rng, kind):
+    """ONNX's layout=1: X (B, T, I), Y (B, T, D, H). onnxruntime runs no such node, so onnx's own
+    reference evaluator checks the model, made from to_onnx's by dropping its transposes."""
+    from onnx.reference import ReferenceEvaluator
+
+    layer = KINDS[kind](3, 4, bidirectional=True, batch_first=True, seed=2)
+    model = layer.to_onnx(None)
+    nodes = [n for n in model.graph.node if n.op_type != "Transpose"]
+    for node in nodes:
+        if node.op_type == kind.upper():
+            node.input[0] = "x"
+            node.attribute.append(helper.make_attribute("layout", 1))
+        if node.op_type == "Reshape":  # Y (B, T, D, H) -> out (B, T, D*H)
+            node.input[0], node.output[0] = "Y_l0", "out"
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+
+    back = KINDS[kind].from_onnx(model)
+    assert back.batch_first and back.bidirectional
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(back(x)[0], expected, **ROUND_TRIP)
 
 
 # ---- what from_onnx refuses: graphs built with onnx.helper ------------------------------------------
