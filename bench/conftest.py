@@ -26,17 +26,18 @@ def threads():
 
 @pytest.fixture(scope="session")
 def cases(dtype):
-    """A function of a shape (T, B, I, H) giving its problem and the reference's outputs per pass.
+    """A function of a shape (T, B, I, H) and a kind giving its problem and the reference's outputs
+    per pass.
 
-    Each shape's problem and outputs are made once for the whole session.
+    Each problem and its outputs are made once for the whole session.
     """
     made = {}
 
-    def case(shape):
-        if shape not in made:
-            problem = bench.make_problem(shape, dtype)
+    def case(shape, kind="lstm"):
+        if (shape, kind) not in made:
+            problem = bench.make_problem(shape, dtype, kind=kind)
             expected = [call() for call in bench.setup_reference(problem, threads=1)]
-            made[shape] = problem, dict(zip(bench.PASSES, expected))
-        return made[shape]
+            made[shape, kind] = problem, dict(zip(bench.PASSES, expected))
+        return made[shape, kind]
 
     return case

@@ -1,10 +1,12 @@
-"""fastlstm, its NumPy reference and torch.nn.LSTM under pytest-benchmark, grouped by shape, pass;
-then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell).
+"""fastlstm, its NumPy reference, torch and onnxruntime under pytest-benchmark, grouped by shape,
+kind and pass; then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell), the
+layers and a NumPy training loop.
 
     pytest bench/ [--benchmark-min-rounds=3] [--bench-dtype=float64]
 
-The contenders and their setup are those of ``python -m fastlstm bench`` (:mod:`fastlstm.bench`).
-Each benchmark also checks that its result matches the reference's.
+The contenders and their setup are those of ``python -m fastlstm bench`` (:mod:`fastlstm.bench`);
+onnxruntime runs the forward only, in float32. Each benchmark also checks that its result matches
+the reference's.
 """
 import pytest
 
@@ -15,49 +17,62 @@ def _shape_id(shape):
     return "T{}-B{}-I{}-H{}".format(*shape)
 
 
-# (table, shape): the whole-sequence passes, then the step loops of the cell
-CASES = [(bench.CONTENDERS, shape) for shape in bench.QUICK] + [
-    (bench.CELL_CONTENDERS, shape) for shape in bench.CELLS]
+# (table, kind, shape): the LSTM's whole-sequence passes, the GRU's and the RNN's on one shape, then
+# the step loops of the LSTM cell
+CASES = ([(bench.CONTENDERS, "lstm", shape) for shape in bench.QUICK]
+         + [(bench.CONTENDERS, kind, bench.QUICK[1]) for kind in ("gru", "rnn")]
+         + [(bench.CELL_CONTENDERS, "lstm", shape) for shape in bench.CELLS])
 
 
 def _case_id(case):
-    table, shape = case
-    return ("" if table is bench.CONTENDERS else "cell-loop-") + _shape_id(shape)
+    table, kind, shape = case
+    return ("" if table is bench.CONTENDERS else "cell-loop-") + f"{kind}-" + _shape_id(shape)
+
+
+def skip_unless_runs(contender, pass_, dtype):
+    """Skip the benchmark of a contender that is not installed or lacks the pass or dtype."""
+    if contender == "torch":
+        pytest.importorskip("torch")
+    if contender == "onnxruntime":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+        if pass_ != "forward" or dtype != "float32":
+            pytest.skip("onnxruntime: the forward in float32 only")
 
 
 @pytest.mark.parametrize("pass_", bench.PASSES)
 @pytest.mark.parametrize("contender", list(bench.CONTENDERS))
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_lstm(benchmark, cases, dtype, threads, case, contender, pass_):
+def test_sequence(benchmark, cases, dtype, threads, case, contender, pass_):
     """A whole-sequence pass, or a user's loop of T cell calls (whose results are those of the
     whole-sequence reference)."""
-    if contender == "torch":
-        pytest.importorskip("torch")
-    table, shape = case
-    problem, expected = cases(shape)
+    table, kind, shape = case
+    if contender not in table:
+        pytest.skip(f"{contender} has no step loop")
+    skip_unless_runs(contender, pass_, dtype)
+    problem, expected = cases(shape, kind)
     call = dict(zip(bench.PASSES, table[contender](problem, threads)))[pass_]
     T, B, I, H = shape
-    kind = "" if table is bench.CONTENDERS else "cell loop "
-    benchmark.group = f"{kind}T={T} B={B} I={I} H={H} {pass_}"
-    flops = bench.flops_forward(shape) * (1 if pass_ == "forward" else 3)
+    label = ("" if table is bench.CONTENDERS else "cell loop ") + f"{kind} "
+    benchmark.group = f"{label}T={T} B={B} I={I} H={H} {pass_}"
+    flops = bench.flops_forward(shape, kind) * (1 if pass_ == "forward" else 3)
     benchmark.extra_info["gflop"] = flops / 1e9
     bench.time_call(call)  # settle: outlast the threads that the previous benchmark left spinning
     result = benchmark(call)
-    bench.check_close(result, expected[pass_], dtype, f"{kind}{contender} {pass_}")
+    bench.check_close(result, expected[pass_], dtype, f"{label}{contender} {pass_}")
 
 
 @pytest.mark.parametrize("pass_", bench.PASSES)
 @pytest.mark.parametrize("contender", list(bench.LAYER_CONTENDERS))
-@pytest.mark.parametrize("spec", bench.LAYERS, ids=bench._layer_label)
+@pytest.mark.parametrize("spec", bench.LAYERS, ids=bench.layer_label)
 def test_layer(benchmark, dtype, threads, spec, contender, pass_):
-    """A whole layer (stacked, bidirectional LSTM; GRU) on fastlstm, on the reference's functions
-    and as the torch module; each checked against the reference layer."""
-    if contender == "torch":
-        pytest.importorskip("torch")
+    """A whole layer (stacked, bidirectional LSTM; GRU) on fastlstm, on the reference's functions,
+    as the torch module and on onnxruntime; each checked against the reference layer."""
+    skip_unless_runs(contender, pass_, dtype)
     problem = bench.make_layer_problem(spec, dtype)
     expected = dict(zip(bench.PASSES, bench.setup_reference_layer(problem, threads)))[pass_]()
     call = dict(zip(bench.PASSES, bench.LAYER_CONTENDERS[contender](problem, threads)))[pass_]
-    benchmark.group = f"layer {bench._layer_label(spec)} {pass_}"
+    benchmark.group = f"layer {bench.layer_label(spec)} {pass_}"
     bench.time_call(call)
     result = benchmark(call)
     bench.check_close(result, expected, dtype, f"layer {contender} {pass_}")

@@ -11,10 +11,11 @@ for the GRU)::
     b_l{k}{_reverse}   (G,), or (2, G) for the GRU: its input-side and recurrent-side biases
 
 What this module does: keep parameters, gradients and the state between calls, stack layers, run
-the reverse direction on a time-reversed copy of its input, and convert weights from and to PyTorch
-and Keras. What it does not do: compute anything per time step. Each (layer, direction) is one
-whole-sequence call of the backend's ``lstm_forward`` / ``lstm_backward`` (``rnn_*`` for the RNN);
-the backend is ``fastlstm`` (the C kernels) unless another module with the same functions, such as
+the reverse direction on a time-reversed copy of its input. What it does not do: compute anything
+per time step, or convert weights (the converters from and to PyTorch, Keras and ONNX are in
+:mod:`fastlstm.convert`; the methods here call them). Each (layer, direction) is one whole-sequence
+call of the backend's ``lstm_forward`` / ``lstm_backward`` (``gru_*``, ``rnn_*``); the backend is
+``fastlstm`` (the C kernels) unless another module with the same functions, such as
 ``fastlstm.reference``, is given.
 
 Gradients accumulate, as ``.grad`` does in PyTorch: every ``backward`` adds into ``.grads`` and
@@ -33,6 +34,7 @@ from typing import Any, Optional, TypeVar, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from . import convert
 from ._validate import FLOAT_DTYPES, sequence_lengths
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -98,29 +100,6 @@ def _accepts_lengths(function):
     )
 
 
-def _to_numpy(value):
-    """A torch tensor (without importing torch) or anything array-like, as a NumPy array."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _weights_dtype(array, config):
-    """The layer dtype of weights converted from another framework: config's, else the weights'."""
-    if "dtype" in config:
-        return config.pop("dtype")
-    return array.dtype if array.dtype in FLOAT_DTYPES else np.dtype(np.float32)
-
-
-def _merge_config(inferred, config, source):
-    """Constructor arguments: the sizes `inferred` from the weights, which `config` may repeat but
-    not contradict, and the rest of `config` (batch_first, dtype, backend, ...)."""
-    for key, value in inferred.items():
-        if key in config and config[key] != value:
-            raise ValueError(f"{key}: {source} has {key}={value!r}, but {config[key]!r} was given")
-    return {**config, **inferred}
-
-
 # ---- what every layer and cell shares: parameters, gradients, save and load ----------------------
 
 
@@ -131,6 +110,8 @@ class _Module:
     _gates = None  # gate blocks along the last axis of W, U and b: 4 (LSTM), 3 (GRU) or 1 (RNN)
     _bias_rows = ()  # b's leading axes: () for one bias, (2,) for the GRU's two
     _state_names = None  # ("h_0", "c_0") or ("h_0",): one array each, or a tuple when several
+    _stacked = False  # True for sequence layers (num_layers, directions), False for cells
+    _torch_class = None  # the torch.nn class with the same weights: "LSTM", ..., "GRUCell"
 
     def _init_params(self, shapes, seed, unit_forget_bias):
         """params uniform in +-1/sqrt(H) like torch; the forget-gate bias 1 if unit_forget_bias."""
@@ -144,15 +125,6 @@ class _Module:
                     p[..., H : 2 * H] = 1
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.dstate = None
-
-    def _bias_from_torch(self, bias_ih, bias_hh):
-        """Our b from torch's two biases: their sum, or both as rows for the GRU, whose reset gate
-        multiplies the recurrent one."""
-        return np.stack([bias_ih, bias_hh]) if self._bias_rows else bias_ih + bias_hh
-
-    def _bias_to_torch(self, b):
-        """torch's (bias_ih, bias_hh) from our b: all of it in bias_ih, or the GRU's two rows."""
-        return (b[0].copy(), b[1].copy()) if self._bias_rows else (b.copy(), np.zeros_like(b))
 
     def _set_param(self, name, value):
         target = self.params[name]
@@ -185,6 +157,28 @@ class _Module:
 
     def _function(self, name):
         return getattr(self.backend, f"{self._kind}_{name}")
+
+    @classmethod
+    def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
+        """A layer (or cell) with the weights of its torch twin or of that module's ``state_dict()``.
+
+        The twin is ``torch.nn.LSTM`` for :class:`LSTM`, ``torch.nn.GRUCell`` for
+        :class:`GRUCell`, and so on. Sizes (and a sequence layer's num_layers and bidirectional)
+        come from the weights' names and shapes; batch_first from the module (if given); dtype from
+        the weights (float32 unless they are float64). ``config`` may set batch_first, dtype,
+        backend. W = weight_ih.T, U = weight_hh.T, b = bias_ih + bias_hh (zeros for a module built
+        with bias=False), or for the GRU b = [bias_ih, bias_hh].
+        """
+        return convert.from_torch(cls, module_or_state_dict, config)
+
+    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters as NumPy arrays named and shaped as the torch twin's state_dict.
+
+        The whole bias goes into bias_ih and zeros into bias_hh (torch only uses their sum), but for
+        the GRU b[0] and b[1]. Load it with
+        ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
+        """
+        return convert.to_torch_state_dict(self)
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (in place: the arrays in ``grads`` stay the same objects)."""
@@ -232,7 +226,7 @@ class _Module:
 
 
 class _Sequence(_Module):
-    _torch_class = None  # "LSTM" or "RNN"
+    _stacked = True
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False,
@@ -444,93 +438,11 @@ class _Sequence(_Module):
         self.dstate = self._pack_state(dinitial)
         return np.ascontiguousarray(d_out.transpose(1, 0, 2)) if self.batch_first else d_out
 
-    # -- PyTorch and Keras --
-
-    @classmethod
-    def _from_torch_checks(cls, module):
-        pass
-
-    @classmethod
-    def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
-        """A layer with the weights of a ``torch.nn.{LSTM,RNN}`` or of its ``state_dict()``.
-
-        Sizes, num_layers and bidirectional come from the weights' names and shapes; batch_first
-        from the module (if given); dtype from the weights (float32 unless they are float64).
-        ``config`` may set batch_first, dtype, backend. W = weight_ih.T, U = weight_hh.T,
-        b = bias_ih + bias_hh (zeros for a module built with bias=False).
-        """
-        source = module_or_state_dict
-        if hasattr(source, "state_dict"):
-            cls._from_torch_checks(source)
-            if hasattr(source, "batch_first"):
-                config.setdefault("batch_first", bool(source.batch_first))
-            source = source.state_dict()
-        sd = {k: _to_numpy(v) for k, v in dict(source).items()}
-        if any(k.startswith("weight_hr") for k in sd):
-            raise ValueError(
-                "module_or_state_dict: LSTM with proj_size (weight_hr_l*) is not supported")
-        if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
-            raise ValueError(
-                "module_or_state_dict: expected torch weights named weight_ih_l0, weight_hh_l0, ...; "
-                f"got keys {sorted(sd)}"
-            )
-        num_layers = 0
-        while f"weight_ih_l{num_layers}" in sd:
-            num_layers += 1
-        G, I = sd["weight_ih_l0"].shape
-        H = sd["weight_hh_l0"].shape[1]
-        if G != cls._gates * H:
-            raise ValueError(
-                f"module_or_state_dict: weight_ih_l0 has {G} rows, a torch {cls._torch_class} "
-                f"has {cls._gates}*H = {cls._gates * H} (H = weight_hh_l0.shape[1])"
-            )
-        inferred = dict(input_size=int(I), hidden_size=int(H), num_layers=num_layers,
-                        bidirectional="weight_ih_l0_reverse" in sd)
-        dtype = _weights_dtype(sd["weight_ih_l0"], config)
-        layer = cls(**_merge_config(inferred, config, "the torch module"), dtype=dtype)
-        for k in range(num_layers):
-            for s in layer._suffixes():
-                def get(name):
-                    key = f"{name}_l{k}{s}"
-                    if key not in sd:
-                        raise ValueError(f"module_or_state_dict: {key} is missing")
-                    return sd[key]
-                layer._set_param(f"W_l{k}{s}", get("weight_ih").T)
-                layer._set_param(f"U_l{k}{s}", get("weight_hh").T)
-                if f"bias_ih_l{k}{s}" in sd:
-                    layer._set_param(f"b_l{k}{s}", layer._bias_from_torch(
-                        get("bias_ih").astype(layer.dtype), get("bias_hh").astype(layer.dtype)))
-                else:
-                    layer.params[f"b_l{k}{s}"][...] = 0
-        return layer
-
-    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
-        """The parameters as NumPy arrays named and shaped as a torch module's state_dict.
-
-        The whole bias goes into bias_ih and zeros into bias_hh (torch only uses their sum). Load
-        it with ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``.
-        """
-        sd = {}
-        for k in range(self.num_layers):
-            for s in self._suffixes():
-                sd[f"weight_ih_l{k}{s}"] = np.ascontiguousarray(self.params[f"W_l{k}{s}"].T)
-                sd[f"weight_hh_l{k}{s}"] = np.ascontiguousarray(self.params[f"U_l{k}{s}"].T)
-                sd[f"bias_ih_l{k}{s}"], sd[f"bias_hh_l{k}{s}"] = self._bias_to_torch(
-                    self.params[f"b_l{k}{s}"])
-        return sd
+    # -- PyTorch, Keras and ONNX (fastlstm.convert) --
 
     def to_torch(self) -> Any:
-        """A ``torch.nn.{LSTM,RNN}`` with this layer's configuration and weights (imports torch)."""
-        import torch
-
-        module = getattr(torch.nn, self._torch_class)(
-            self.input_size, self.hidden_size, num_layers=self.num_layers,
-            bidirectional=self.bidirectional, batch_first=self.batch_first,
-            dtype=getattr(torch, self.dtype.name),
-        )
-        sd = self.to_torch_state_dict()
-        module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
-        return module
+        """A ``torch.nn.{LSTM,GRU,RNN}`` with this layer's configuration and weights (imports torch)."""
+        return convert.to_torch(self)
 
     @classmethod
     def from_keras(cls: type[Layer], layer_or_weights: Any, **config: Any) -> Layer:
@@ -550,64 +462,59 @@ class _Sequence(_Module):
         If the object has ``get_config()``, its activations must be tanh (and sigmoid for the
         LSTM's recurrent activation) and it must not run backwards.
         """
-        source = layer_or_weights
-        if hasattr(source, "get_weights"):
-            _check_keras_config(source, cls._gates > 1, bool(cls._bias_rows))
-            source = source.get_weights()
-        arrays = [np.asarray(a) for a in source]
-        if len(arrays) not in (3, 6):
-            raise ValueError(
-                "layer_or_weights: expected [kernel (I, G), recurrent_kernel (H, G), bias (G,)] "
-                f"or the 6 arrays of a Bidirectional layer, got {len(arrays)} arrays"
-            )
-        kernel, recurrent = arrays[0], arrays[1]
-        if kernel.ndim != 2 or recurrent.ndim != 2:
-            raise ValueError("layer_or_weights: kernel and recurrent_kernel must be 2-d")
-        I, H = kernel.shape[0], recurrent.shape[0]
-        G = cls._gates * H
-        for i, (name, shape) in enumerate([("kernel", (I, G)), ("recurrent_kernel", (H, G)),
-                                           ("bias", (*cls._bias_rows, G))] * (len(arrays) // 3)):
-            if arrays[i].shape != shape:
-                raise ValueError(f"layer_or_weights: {name} expected shape {shape}, "
-                                 f"got {arrays[i].shape}")
-        config.setdefault("batch_first", True)
-        inferred = dict(input_size=int(I), hidden_size=int(H), num_layers=1,
-                        bidirectional=len(arrays) == 6)
-        dtype = _weights_dtype(kernel, config)
-        layer = cls(**_merge_config(inferred, config, "the Keras layer"), dtype=dtype)
-        for s, start in zip(layer._suffixes(), (0, 3)):
-            for p, a in zip("WUb", arrays[start : start + 3]):
-                layer._set_param(f"{p}_l0{s}", cls._gates_from_keras(a))
-        return layer
+        return convert.from_keras(cls, layer_or_weights, config)
+
+    def to_onnx(self, path: Union[str, os.PathLike, None], opset: int = 17, *,
+                state: bool = False, lengths: bool = False) -> Any:
+        """Write this layer as an ONNX inference model; needs the ``onnx`` package.
+
+        One ONNX node per layer (both directions in it), gates reordered to ONNX's (LSTM i, o, f,
+        c; GRU z, r, h with ``linear_before_reset=1``), biases split into Wb and Rb. onnxruntime
+        gives the same outputs as :meth:`forward`. Runs nothing and imports no onnxruntime.
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None
+            Where to write the model (``.onnx``); None writes nothing.
+        opset : int
+            The ONNX opset, from 14 to the onnx package's newest.
+        state : bool
+            Give the model initial-state inputs ``h_0`` (and ``c_0``), (L*D, B, H), as
+            ``forward``'s ``state``; without them the initial states are zeros.
+        lengths : bool
+            Give the model an int32 input ``lengths`` (B,), as ``forward``'s ``lengths``
+            (ONNX's ``sequence_lens``).
+
+        Returns
+        -------
+        onnx.ModelProto
+            Inputs ``x`` in the layer's layout ((T, B, I), or (B, T, I) if batch_first; a Transpose
+            makes it time-major, since onnxruntime runs no batch-major recurrent node), then
+            ``lengths``, ``h_0``, ``c_0`` as asked; outputs ``out``, ``h_n`` (and ``c_n``), as
+            ``forward`` returns them. T and B are free.
+
+        An example is in :func:`fastlstm.convert.to_onnx`.
+        """
+        return convert.to_onnx(self, path, opset, state, lengths)
 
     @classmethod
-    def _gates_from_keras(cls, a):
-        """A Keras weight with its gate blocks in fastlstm's order (the same but for the GRU)."""
-        return a
+    def from_onnx(cls: type[Layer], path_or_model: Any, **config: Any) -> Layer:
+        """A layer read from the chain of LSTM (GRU, RNN) nodes of an ONNX model; needs ``onnx``.
 
+        Reads what :meth:`to_onnx` and ``torch.onnx.export`` of a ``torch.nn.LSTM`` write: one node
+        per layer, with only Identity, Transpose, Reshape, Squeeze and Unsqueeze between the
+        model's input, the nodes and its first output (checked by running them on a probe).
+        num_layers, bidirectional, the sizes, batch_first and the dtype come from the model;
+        ``config`` may set the dtype and backend, and repeat the rest.
 
-def _check_keras_config(layer, gated, reset_after):
-    """A Keras layer's activations (and a GRU's reset_after) must be those fastlstm computes."""
-    if not hasattr(layer, "get_config"):
-        return
-    config = layer.get_config()
-    if "layer" in config:  # Bidirectional: the wrapped layer's config, possibly serialized
-        if config.get("merge_mode", "concat") != "concat":
-            raise ValueError(f"layer_or_weights: merge_mode {config['merge_mode']!r}: only 'concat'")
-        inner = config["layer"]
-        config = inner.get("config", inner)
-    activations = {"activation": "tanh"}
-    if gated:
-        activations["recurrent_activation"] = "sigmoid"
-    for key, expected in activations.items():
-        value = config.get(key, expected)
-        if value != expected:
-            raise ValueError(f"layer_or_weights: {key} is {value!r}; fastlstm computes {expected!r}")
-    if config.get("go_backwards", False):
-        raise ValueError("layer_or_weights: go_backwards=True is not supported")
-    if reset_after and not config.get("reset_after", True):
-        raise ValueError("layer_or_weights: a GRU with reset_after=False is not supported "
-                         "(fastlstm computes PyTorch's GRU, Keras' reset_after=True)")
+        Raises ValueError, never loads approximately, when the model holds what fastlstm does not
+        compute: peepholes (P), ``clip``, activations other than the defaults or with parameters,
+        ``input_forget``, a GRU with ``linear_before_reset=0``, direction ``reverse``, nodes that
+        differ in size or direction, constant sequence lengths or non-zero constant initial
+        states, or any other operator on the path from the input to the first output (a read-out
+        head, say). An example is in :func:`fastlstm.convert.from_onnx`.
+        """
+        return convert.from_onnx(cls, path_or_model, config)
 
 
 class LSTM(_Sequence):
@@ -688,12 +595,6 @@ class LSTM(_Sequence):
     def _config(self):
         return {**super()._config(), "unit_forget_bias": self.unit_forget_bias}
 
-    @classmethod
-    def _from_torch_checks(cls, module):
-        if getattr(module, "proj_size", 0):
-            raise ValueError("module_or_state_dict: LSTM with proj_size is not supported")
-
-
 class RNN(_Sequence):
     """A stacked, optionally bidirectional tanh RNN, shaped like ``torch.nn.RNN``.
 
@@ -723,13 +624,6 @@ class RNN(_Sequence):
                  backend: Optional[ModuleType] = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
                          seed, backend)
-
-    @classmethod
-    def _from_torch_checks(cls, module):
-        if getattr(module, "nonlinearity", "tanh") != "tanh":
-            raise ValueError(f"module_or_state_dict: nonlinearity {module.nonlinearity!r}; "
-                             "fastlstm.RNN computes tanh")
-
 
 class GRU(_Sequence):
     """A stacked, optionally bidirectional GRU over whole sequences, shaped like ``torch.nn.GRU``.
@@ -771,19 +665,10 @@ class GRU(_Sequence):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, batch_first, dtype,
                          seed, backend)
 
-    @classmethod
-    def _gates_from_keras(cls, a):
-        H = a.shape[-1] // 3
-        z, r, n = a[..., :H], a[..., H : 2 * H], a[..., 2 * H :]
-        return np.concatenate([r, z, n], axis=-1)
-
-
 # ---- one step at a time --------------------------------------------------------------------------
 
 
 class _Cell(_Module):
-    _torch_class = None
-
     def __init__(self, input_size: int, hidden_size: int, dtype: DTypeLike = "float32",
                  seed: Optional[int] = None, backend: Optional[ModuleType] = None,
                  _unit_forget_bias: bool = False) -> None:
@@ -829,42 +714,6 @@ class _Cell(_Module):
     def clear_steps(self) -> None:
         """Forget the caches of forward steps that will not be back-propagated (e.g. inference)."""
         self._caches.clear()
-
-    @classmethod
-    def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
-        """A cell with the weights of a ``torch.nn.{LSTM,RNN}Cell`` or of its ``state_dict()``."""
-        source = module_or_state_dict
-        if hasattr(source, "state_dict"):
-            if getattr(source, "nonlinearity", "tanh") != "tanh":
-                raise ValueError("module_or_state_dict: only the tanh nonlinearity is supported")
-            source = source.state_dict()
-        sd = {k: _to_numpy(v) for k, v in dict(source).items()}
-        if "weight_ih" not in sd or "weight_hh" not in sd:
-            raise ValueError("module_or_state_dict: expected torch cell weights named weight_ih, "
-                             f"weight_hh, bias_ih, bias_hh; got keys {sorted(sd)}")
-        (G, I), H = sd["weight_ih"].shape, sd["weight_hh"].shape[1]
-        if G != cls._gates * H:
-            raise ValueError(f"module_or_state_dict: weight_ih has {G} rows, a torch "
-                             f"{cls._torch_class} has {cls._gates}*H = {cls._gates * H}")
-        dtype = _weights_dtype(sd["weight_ih"], config)
-        cell = cls(**_merge_config(dict(input_size=int(I), hidden_size=int(H)), config,
-                                   "the torch module"), dtype=dtype)
-        cell._set_param("W", sd["weight_ih"].T)
-        cell._set_param("U", sd["weight_hh"].T)
-        if "bias_ih" in sd:
-            cell._set_param("b", cell._bias_from_torch(sd["bias_ih"].astype(cell.dtype),
-                                                       sd["bias_hh"].astype(cell.dtype)))
-        else:
-            cell.params["b"][...] = 0
-        return cell
-
-    def to_torch_state_dict(self) -> dict[str, np.ndarray]:
-        """weight_ih, weight_hh, bias_ih (the whole bias), bias_hh (zeros) as NumPy arrays."""
-        bias_ih, bias_hh = self._bias_to_torch(self.params["b"])
-        return dict(weight_ih=np.ascontiguousarray(self.params["W"].T),
-                    weight_hh=np.ascontiguousarray(self.params["U"].T),
-                    bias_ih=bias_ih, bias_hh=bias_hh)
-
 
 class LSTMCell(_Cell):
     """One LSTM step with parameters, like ``torch.nn.LSTMCell``: ``h, c = cell(x, (h, c))``.

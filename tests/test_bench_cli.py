@@ -24,7 +24,7 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
                         "--cells", "4,2,3,5", "--layers", "lstm:2:2:3,2,4,5;gru:1:1:3,2,4,5",
                         "--loops", "4,2,3,5,2", "--repeat", "2", "--dtype", dtype,
-                        "--json", str(out), "--no-torch")
+                        "--json", str(out), "--no-torch", "--no-onnxruntime")
     assert done.returncode == 0, done.stderr
     assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
     for k, (T, B, I, H) in enumerate(shapes, 1):
@@ -63,6 +63,61 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert all(len(ms) == steps and min(ms) > 0 for ms in loop["step_ms"].values())
     assert len(loop["ratio_per_round"]["reference / fastlstm"]) == 2
     assert len(loop["ratio_per_round"]["reference / fastlstm + matmul"]) == 2
+
+
+def test_bench_times_every_kind(tmp_path):
+    """--kinds adds a table per kind, with its FLOPs."""
+    out = tmp_path / "bench.json"
+    done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--kinds", "lstm,gru,rnn", "--cells", "none",
+                        "--layers", "none", "--loops", "none", "--repeat", "1", "--threads", "1",
+                        "--json", str(out), "--no-torch", "--no-onnxruntime")
+    assert done.returncode == 0, done.stderr
+    assert "\nGRU: gru_forward" in done.stdout and "\nRNN: rnn_forward" in done.stdout
+    report = json.loads(out.read_text())
+    assert [r["kind"] for r in report["results"]] == ["lstm", "gru", "rnn"]
+    # forward FLOPs 2*T*B*(I+H)*G*H with G = 4, 3, 1
+    assert [r["flops"]["forward"] for r in report["results"]] == [
+        2 * 3 * 2 * (4 + 5) * G * 5 for G in (4, 3, 1)]
+
+
+def test_bench_times_onnxruntime(tmp_path):
+    """onnxruntime, when installed, times the forward of each kind and layer, as stated above the
+    table."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    out = tmp_path / "bench.json"
+    done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--kinds", "lstm,gru,rnn", "--cells", "none",
+                        "--layers", "lstm:2:2:3,2,4,5", "--loops", "none", "--repeat", "1",
+                        "--threads", "1", "--json", str(out), "--no-torch")
+    assert done.returncode == 0, done.stderr
+    assert (f"onnxruntime {ort.__version__}: forward only, model from layer.to_onnx, "
+            "intra_op_num_threads = the threads, inter_op_num_threads 1, sequential execution, "
+            "intra-op spinning off") in done.stdout
+    assert "speed-up vs onnxruntime" in done.stdout
+    report = json.loads(out.read_text())
+    assert report["contenders"] == ["fastlstm", "reference", "onnxruntime"]
+    assert [r["kind"] for r in report["results"]] == ["lstm", "gru", "rnn"]
+    for record in report["results"] + report["layer_results"]:
+        assert sorted(record["ms"]["onnxruntime"]) == ["forward"]
+        assert sorted(record["ms"]["fastlstm"]) == ["forward", "forward_backward"]
+        assert record["speedup"]["onnxruntime"]["forward"] > 0
+
+
+def test_bench_leaves_onnxruntime_out_in_float64(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--cells", "none", "--layers", "none",
+                        "--loops", "none", "--repeat", "1", "--dtype", "float64", "--no-torch")
+    assert done.returncode == 0, done.stderr
+    assert "not used (its recurrent kernels are float32 only)" in done.stdout
+
+
+@pytest.mark.parametrize("kinds", ["lstm,cnn", "", ","])
+def test_bench_names_the_bad_kinds(capsys, kinds):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--kinds", kinds])
+    assert exit_.value.code != 0
+    assert "argument --kinds: expected kinds among lstm,gru,rnn" in capsys.readouterr().err
 
 
 def test_bench_rejects_bad_shapes():
