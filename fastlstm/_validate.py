@@ -52,6 +52,42 @@ def _check_ndim(name, array, symbols):
         )
 
 
+def positive_int(name, value):
+    """`value` as an int, which must be >= 1 (a size); bools are not sizes."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def float_dtype(dtype):
+    """np.dtype(`dtype`), which must be float32 or float64 (a layer's parameters)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def shaped_array(name, value, symbols, sizes, dtype):
+    """`value` as a C-contiguous array of `dtype`; its shape must be `sizes` (None: any size).
+
+    `symbols` names each axis, e.g. ("T", "B", "I"). Real inputs (integer or float) are cast to the
+    layer's dtype; anything else is a TypeError naming the argument.
+    """
+    array = _as_array(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real (float32 or float64) array, "
+                        f"got dtype {array.dtype}")
+    if array.ndim != len(sizes) or any(s is not None and s != n for s, n in zip(sizes, array.shape)):
+        spelled = ", ".join(symbols) + ("," if len(symbols) == 1 else "")
+        known = ", ".join(sym if s is None else str(s) for sym, s in zip(symbols, sizes))
+        known += "," if len(sizes) == 1 else ""
+        raise ValueError(f"{name}: expected shape ({spelled}) = ({known}), got {array.shape}")
+    return np.ascontiguousarray(array, dtype)
+
+
 def real_array(name, value):
     """`value` as a float32 or float64 array (a view where no conversion is needed): other real
     dtypes become float64; anything else is a TypeError naming the argument."""

@@ -14,15 +14,17 @@ order i, f, g, o (LSTM), r, z, n (GRU). A sequence layer's parameters are named 
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from ._kinds import bias_shape
 from ._validate import FLOAT_DTYPES
 
 
-class Kind(NamedTuple):
-    """What the converters need to know of a cell kind besides its number of gates."""
+class Foreign(NamedTuple):
+    """How other formats lay out a cell kind (fastlstm._kinds): what the converters need to know of
+    it besides its gates and bias rows."""
 
     onnx_op: str  # the ONNX operator
     keras_gates: tuple  # for each of Keras' gate blocks in its order, the index of ours
@@ -32,10 +34,10 @@ class Kind(NamedTuple):
 
 # fastlstm's gates: LSTM i, f, g, o; GRU r, z, n. Keras: LSTM i, f, c, o; GRU z, r, h.
 # ONNX: LSTM i, o, f, c; GRU z, r, h.
-KINDS = {
-    "lstm": Kind("LSTM", (0, 1, 2, 3), (0, 3, 1, 2), ("sigmoid", "tanh", "tanh")),
-    "gru": Kind("GRU", (1, 0, 2), (1, 0, 2), ("sigmoid", "tanh")),
-    "rnn": Kind("RNN", (0,), (0,), ("tanh",)),
+FOREIGN = {
+    "lstm": Foreign("LSTM", (0, 1, 2, 3), (0, 3, 1, 2), ("sigmoid", "tanh", "tanh")),
+    "gru": Foreign("GRU", (1, 0, 2), (1, 0, 2), ("sigmoid", "tanh")),
+    "rnn": Foreign("RNN", (0,), (0,), ("tanh",)),
 }
 
 
@@ -84,13 +86,13 @@ def _bias_from_pair(layer, input_side, recurrent_side):
     """Our b from an input-side and a recurrent-side bias (torch's and ONNX's): their sum, or both
     as rows for the GRU, whose reset gate multiplies the recurrent one."""
     pair = np.asarray(input_side, layer.dtype), np.asarray(recurrent_side, layer.dtype)
-    return np.stack(pair) if layer._bias_rows else pair[0] + pair[1]
+    return np.stack(pair) if layer._kind.bias_rows > 1 else pair[0] + pair[1]
 
 
 def _bias_to_pair(layer, b):
     """(input-side, recurrent-side) biases from our b: all of it on the input side, or the GRU's
     two rows."""
-    return (b[0].copy(), b[1].copy()) if layer._bias_rows else (b.copy(), np.zeros_like(b))
+    return (b[0].copy(), b[1].copy()) if layer._kind.bias_rows > 1 else (b.copy(), np.zeros_like(b))
 
 
 # ---- PyTorch ---------------------------------------------------------------------------------------
@@ -132,10 +134,10 @@ def from_torch(cls, module_or_state_dict, config):
         )
     G, I = sd[weight_ih].shape
     H = sd[weight_hh].shape[1]
-    if G != cls._gates * H:
+    if G != cls._kind.gates * H:
         raise ValueError(
             f"module_or_state_dict: {weight_ih} has {G} rows, a torch {cls._torch_class} "
-            f"has {cls._gates}*H = {cls._gates * H} (H = {weight_hh}.shape[1])"
+            f"has {cls._kind.gates}*H = {cls._kind.gates * H} (H = {weight_hh}.shape[1])"
         )
     inferred = dict(input_size=int(I), hidden_size=int(H))
     if cls._stacked:
@@ -193,7 +195,7 @@ def from_keras(cls, layer_or_weights, config):
     """A one-layer `cls` sequence layer with the weights of a Keras layer (see ``LSTM.from_keras``)."""
     source = layer_or_weights
     if hasattr(source, "get_weights"):
-        _check_keras_config(source, cls._gates > 1, bool(cls._bias_rows))
+        _check_keras_config(source, cls._kind.gates > 1, cls._kind.bias_rows > 1)
         source = source.get_weights()
     arrays = [np.asarray(a) for a in source]
     if len(arrays) not in (3, 6):
@@ -205,9 +207,9 @@ def from_keras(cls, layer_or_weights, config):
     if kernel.ndim != 2 or recurrent.ndim != 2:
         raise ValueError("layer_or_weights: kernel and recurrent_kernel must be 2-d")
     I, H = kernel.shape[0], recurrent.shape[0]
-    G = cls._gates * H
+    G = cls._kind.gates * H
     for i, (name, shape) in enumerate([("kernel", (I, G)), ("recurrent_kernel", (H, G)),
-                                       ("bias", (*cls._bias_rows, G))] * (len(arrays) // 3)):
+                                       ("bias", bias_shape(cls._kind, H))] * (len(arrays) // 3)):
         if arrays[i].shape != shape:
             raise ValueError(f"layer_or_weights: {name} expected shape {shape}, "
                              f"got {arrays[i].shape}")
@@ -216,7 +218,7 @@ def from_keras(cls, layer_or_weights, config):
                     bidirectional=len(arrays) == 6)
     dtype = _weights_dtype(kernel, config)
     layer = cls(**_merge_config(inferred, config, "the Keras layer"), dtype=dtype)
-    ours = np.argsort(KINDS[cls._kind].keras_gates)
+    ours = np.argsort(FOREIGN[cls._kind.name].keras_gates)
     for s, start in zip(layer._suffixes(), (0, 3)):
         for p, a in zip("WUb", arrays[start : start + 3]):
             layer._set_param(f"{p}_l0{s}", reorder_gates(a, ours))
@@ -250,7 +252,7 @@ def _check_keras_config(layer, gated, reset_after):
 # ---- ONNX ------------------------------------------------------------------------------------------
 #
 # An ONNX LSTM / GRU / RNN node holds one layer, both directions: W (D, G, I_k), R (D, G, H) and
-# B (D, 2G) = [Wb | Rb], gate blocks along G in ONNX's order (Kind.onnx_gates); in the default
+# B (D, 2G) = [Wb | Rb], gate blocks along G in ONNX's order (Foreign.onnx_gates); in the default
 # layout 0 its input X is (T, B, I_k), its outputs Y (T, D, B, H) and Y_h, Y_c (D, B, H), and its
 # optional inputs sequence_lens (B,) int32 and initial_h, initial_c (D, B, H). A stacked layer is a
 # chain of nodes with Y rearranged to (T, B, D*H) between them (what torch.onnx.export writes:
@@ -310,7 +312,7 @@ def to_onnx(layer, path=None, opset=17, state=False, lengths=False):
     if isinstance(opset, bool) or not isinstance(opset, int) or not ONNX_MIN_OPSET <= opset <= latest:
         raise ValueError(f"opset: expected an integer in [{ONNX_MIN_OPSET}, {latest}] (the onnx "
                          f"package's newest), got {opset!r}")
-    kind = KINDS[layer._kind]
+    foreign = FOREIGN[layer._kind.name]
     L, D, H, I = layer.num_layers, layer.num_directions, layer.hidden_size, layer.input_size
     element = helper.np_dtype_to_tensor_dtype(layer.dtype)
     state_names = ["h", "c"][: len(layer._state_names)]
@@ -339,19 +341,19 @@ def to_onnx(layer, path=None, opset=17, state=False, lengths=False):
     for k in range(L):
         W, R, Bias = [], [], []
         for slot in _slots(layer)[k * D : (k + 1) * D]:
-            W.append(reorder_gates(layer.params[f"W{slot}"], kind.onnx_gates).T)
-            R.append(reorder_gates(layer.params[f"U{slot}"], kind.onnx_gates).T)
-            Bias.append(np.concatenate([reorder_gates(b, kind.onnx_gates) for b in
+            W.append(reorder_gates(layer.params[f"W{slot}"], foreign.onnx_gates).T)
+            R.append(reorder_gates(layer.params[f"U{slot}"], foreign.onnx_gates).T)
+            Bias.append(np.concatenate([reorder_gates(b, foreign.onnx_gates) for b in
                                         _bias_to_pair(layer, layer.params[f"b{slot}"])]))
         for name, arrays in (("W", W), ("R", R), ("B", Bias)):
             constants.append(numpy_helper.from_array(np.ascontiguousarray(arrays), f"{name}_l{k}"))
         initial = [(f"{s}_0_l{k}" if L > 1 else f"{s}_0") if state else "" for s in state_names]
         node_inputs = [X, f"W_l{k}", f"R_l{k}", f"B_l{k}", "lengths" if lengths else "", *initial]
         attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-        if layer._kind == "gru":
+        if layer._kind.name == "gru":
             attributes["linear_before_reset"] = 1  # torch's and fastlstm's GRU
         ys = [f"Y_l{k}"] + [f"{s}_n_l{k}" for s in state_names]
-        nodes.append(helper.make_node(kind.onnx_op, node_inputs, ys, name=f"{kind.onnx_op}_l{k}",
+        nodes.append(helper.make_node(foreign.onnx_op, node_inputs, ys, name=f"{foreign.onnx_op}_l{k}",
                                       **attributes))
         for s in state_names:
             finals[s].append(f"{s}_n_l{k}")
@@ -450,7 +452,7 @@ def _y_probe(T, B, D, H, layout):
     return (y.transpose(2, 0, 1, 3) if layout else y), expected
 
 
-def _check_node(graph, node, kind, name):
+def _check_node(graph, node, foreign, name):
     """A recurrent node's attributes and optional inputs must be what fastlstm computes; returns
     (hidden_size, D, layout)."""
     attributes = graph.attributes(node)
@@ -475,10 +477,10 @@ def _check_node(graph, node, kind, name):
                          "'bidirectional'")
     D = 2 if direction == "bidirectional" else 1
     activations = [a.decode() if isinstance(a, bytes) else a
-                   for a in attributes.get("activations", kind.onnx_activations * D)]
-    if [a.lower() for a in activations] != [a.lower() for a in kind.onnx_activations * D]:
+                   for a in attributes.get("activations", foreign.onnx_activations * D)]
+    if [a.lower() for a in activations] != [a.lower() for a in foreign.onnx_activations * D]:
         raise ValueError(f"{where} has activations {activations}; fastlstm computes "
-                         f"{list(kind.onnx_activations * D)}")
+                         f"{list(foreign.onnx_activations * D)}")
     if name == "lstm" and len(node.input) > 7 and node.input[7]:
         raise ValueError(f"{where} has peepholes (input P); fastlstm's LSTM has none")
     if "hidden_size" not in attributes:
@@ -528,14 +530,14 @@ def from_onnx(cls, path_or_model, config):
     onnx = _import_onnx()
     model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(path_or_model)
     graph = _OnnxGraph(model)
-    kind = KINDS[cls._kind]
-    chain, glues, x_name = _find_chain(graph, kind, cls.__name__)
-    checked = [_check_node(graph, node, kind, cls._kind) for node in chain]
+    foreign = FOREIGN[cls._kind.name]
+    chain, glues, x_name = _find_chain(graph, foreign, cls.__name__)
+    checked = [_check_node(graph, node, foreign, cls._kind.name) for node in chain]
     H, D = checked[0][:2]
     if any(c[:2] != (H, D) for c in checked):
         raise ValueError("path_or_model: the nodes differ in hidden_size or direction: "
                          f"{[c[:2] for c in checked]}; fastlstm's layers share them")
-    weights = [_node_weights(graph, node, cls._gates * H, H, D) for node in chain]
+    weights = [_node_weights(graph, node, cls._kind.gates * H, H, D) for node in chain]
     I = int(weights[0][0].shape[2])
     layouts = _probe_layouts(graph, chain, glues, x_name, [c[2] for c in checked], I, H, D)
 
@@ -544,8 +546,8 @@ def from_onnx(cls, path_or_model, config):
         inferred["batch_first"] = layouts[0]
     dtype = _weights_dtype(weights[0][0], config)
     layer = cls(**_merge_config(inferred, config, "the ONNX model"), dtype=dtype)
-    ours = np.argsort(kind.onnx_gates)
-    G = cls._gates * H
+    ours = np.argsort(foreign.onnx_gates)
+    G = cls._kind.gates * H
     for k, (W, R, Bias) in enumerate(weights):
         for d, slot in enumerate(_slots(layer)[k * D : (k + 1) * D]):
             layer._set_param(f"W{slot}", reorder_gates(W[d].T, ours))
@@ -555,20 +557,20 @@ def from_onnx(cls, path_or_model, config):
     return layer
 
 
-def _find_chain(graph, kind, class_name):
-    """The model's `kind` nodes from its input to its first output: (the nodes in order, the
-    rearranging operators before each and after the last, the name of the model input)."""
+def _find_chain(graph, foreign, class_name):
+    """The model's `foreign.onnx_op` nodes from its input to its first output: (the nodes in order,
+    the rearranging operators before each and after the last, the name of the model input)."""
     found = [n for n in graph.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     if not found:
         raise ValueError("path_or_model: the model has no LSTM, GRU or RNN node")
-    others = sorted({n.op_type for n in found} - {kind.onnx_op})
+    others = sorted({n.op_type for n in found} - {foreign.onnx_op})
     if others:
         raise ValueError(f"path_or_model: the model has {', '.join(others)} nodes; "
-                         f"fastlstm.{class_name}.from_onnx reads {kind.onnx_op} nodes only")
+                         f"fastlstm.{class_name}.from_onnx reads {foreign.onnx_op} nodes only")
     output = graph.graph.output[0].name
     name, after = graph.trace(output, REARRANGING_OPS)
     chain, glues = [], [after]
-    while name in graph.producer and graph.producer[name].op_type == kind.onnx_op:
+    while name in graph.producer and graph.producer[name].op_type == foreign.onnx_op:
         node = graph.producer[name]
         if name != node.output[0]:
             raise ValueError(f"path_or_model: the model's first output comes from output {name!r} "
@@ -580,14 +582,14 @@ def _find_chain(graph, kind, class_name):
         maker = graph.producer.get(name)
         raise ValueError(f"path_or_model: the model's first output {output!r} is made by "
                          f"{maker.op_type if maker else 'no node'}, not by a chain of "
-                         f"{kind.onnx_op} nodes and {', '.join(REARRANGING_OPS)}")
+                         f"{foreign.onnx_op} nodes and {', '.join(REARRANGING_OPS)}")
     if name not in graph.inputs:
         maker = graph.producer.get(name)
         made_by = maker.op_type if maker else f"no node (it is the constant {name!r})"
-        raise ValueError(f"path_or_model: the first {kind.onnx_op} node's input is made by "
+        raise ValueError(f"path_or_model: the first {foreign.onnx_op} node's input is made by "
                          f"{made_by}, which fastlstm does not compute")
     if len(chain) != len(found):
-        raise ValueError(f"path_or_model: the model has {len(found)} {kind.onnx_op} nodes, but its "
+        raise ValueError(f"path_or_model: the model has {len(found)} {foreign.onnx_op} nodes, but its "
                          f"first output comes from a chain of {len(chain)}; fastlstm reads one chain")
     return chain, glues, name
 

@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import convert
-from ._validate import FLOAT_DTYPES, sequence_lengths
+from ._kinds import GRU as GRU_KIND, LSTM as LSTM_KIND, RNN as RNN_KIND, Kind, bias_shape
+from ._validate import float_dtype, positive_int, sequence_lengths, shaped_array
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
@@ -50,43 +51,6 @@ Layer = TypeVar("Layer", bound="_Module")
 def _default_backend():
     """The fastlstm package itself: the C kernels."""
     return importlib.import_module(__package__)
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _float_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return dt
-
-
-def _array(name, value, symbols, sizes, dtype):
-    """`value` as a C-contiguous array of `dtype`; its shape must be `sizes` (None: any size).
-
-    `symbols` names each axis, e.g. ("T", "B", "I"). Real inputs (integer or float) are cast to the
-    layer's dtype; anything else is a TypeError naming the argument.
-    """
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected an array, got {type(value).__name__}") from exc
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a real (float32 or float64) array, "
-                        f"got dtype {array.dtype}")
-    if array.ndim != len(sizes) or any(s is not None and s != n for s, n in zip(sizes, array.shape)):
-        spelled = ", ".join(symbols) + ("," if len(symbols) == 1 else "")
-        known = ", ".join(sym if s is None else str(s) for sym, s in zip(symbols, sizes))
-        known += "," if len(sizes) == 1 else ""
-        raise ValueError(f"{name}: expected shape ({spelled}) = ({known}), got {array.shape}")
-    return np.ascontiguousarray(array, dtype)
 
 
 def _accepts_lengths(function):
@@ -106,9 +70,7 @@ def _accepts_lengths(function):
 class _Module:
     """Parameters and gradients in two dicts with the same keys; save/load to .npz."""
 
-    _kind = None  # "lstm", "gru" or "rnn": the backend functions are {kind}_forward, ...
-    _gates = None  # gate blocks along the last axis of W, U and b: 4 (LSTM), 3 (GRU) or 1 (RNN)
-    _bias_rows = ()  # b's leading axes: () for one bias, (2,) for the GRU's two
+    _kind: Kind  # fastlstm._kinds: the backend functions are {kind.name}_forward, ...
     _state_names = None  # ("h_0", "c_0") or ("h_0",): one array each, or a tuple when several
     _stacked = False  # True for sequence layers (num_layers, directions), False for cells
     _torch_class = None  # the torch.nn class with the same weights: "LSTM", ..., "GRUCell"
@@ -152,11 +114,11 @@ class _Module:
                      for i, (s, v) in enumerate(zip(self._state_names, state))]
         else:
             items = [(name, state)]
-        return [None if v is None else _array(label, v, symbols, sizes, self.dtype)
+        return [None if v is None else shaped_array(label, v, symbols, sizes, self.dtype)
                 for label, v in items]
 
     def _function(self, name):
-        return getattr(self.backend, f"{self._kind}_{name}")
+        return getattr(self.backend, f"{self._kind.name}_{name}")
 
     @classmethod
     def from_torch(cls: type[Layer], module_or_state_dict: Any, **config: Any) -> Layer:
@@ -232,12 +194,12 @@ class _Sequence(_Module):
                  bidirectional: bool = False, batch_first: bool = False,
                  dtype: DTypeLike = "float32", seed: Optional[int] = None,
                  backend: Optional[ModuleType] = None, _unit_forget_bias: bool = False) -> None:
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
         self.bidirectional = bool(bidirectional)
         self.batch_first = bool(batch_first)
-        self.dtype = _float_dtype(dtype)
+        self.dtype = float_dtype(dtype)
         self.backend = _default_backend() if backend is None else backend
         self._saved = None
         self._backward_done = False  # whether a backward freed the last forward's cache
@@ -252,13 +214,13 @@ class _Sequence(_Module):
 
     def _param_shapes(self):
         H, D = self.hidden_size, self.num_directions
-        G = self._gates * H
+        G = self._kind.gates * H
         for k in range(self.num_layers):
             I_k = self.input_size if k == 0 else D * H
             for s in self._suffixes():
                 yield f"W_l{k}{s}", (I_k, G)
                 yield f"U_l{k}{s}", (H, G)
-                yield f"b_l{k}{s}", (*self._bias_rows, G)
+                yield f"b_l{k}{s}", bias_shape(self._kind, H)
 
     def _config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
@@ -282,7 +244,7 @@ class _Sequence(_Module):
         name, symbols, sizes = self._layout(name, last)
         if T is not None:
             sizes = (B, T, sizes[2]) if self.batch_first else (T, B, sizes[2])
-        array = _array(name, value, symbols, sizes, self.dtype)
+        array = shaped_array(name, value, symbols, sizes, self.dtype)
         return np.ascontiguousarray(array.transpose(1, 0, 2)) if self.batch_first else array
 
     def _lengths(self, lengths, T, B):
@@ -291,7 +253,7 @@ class _Sequence(_Module):
         lengths = sequence_lengths(lengths, T, B)
         if lengths is not None and not _accepts_lengths(self._function("forward")):
             raise NotImplementedError(
-                f"lengths: the backend's {self._kind}_forward takes no lengths keyword"
+                f"lengths: the backend's {self._kind.name}_forward takes no lengths keyword"
             )
         return lengths
 
@@ -582,7 +544,7 @@ class LSTM(_Sequence):
     True
     """
 
-    _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h_0", "c_0"), "LSTM"
+    _kind, _state_names, _torch_class = LSTM_KIND, ("h_0", "c_0"), "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False,
@@ -616,7 +578,7 @@ class RNN(_Sequence):
     ((2, 5, 4), (1, 2, 4), True)
     """
 
-    _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h_0",), "RNN"
+    _kind, _state_names, _torch_class = RNN_KIND, ("h_0",), "RNN"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False,
@@ -656,7 +618,7 @@ class GRU(_Sequence):
     ((5, 2, 8), (4, 2, 4), (5, 2, 3), (2, 12))
     """
 
-    _kind, _gates, _bias_rows, _state_names, _torch_class = "gru", 3, (2,), ("h_0",), "GRU"
+    _kind, _state_names, _torch_class = GRU_KIND, ("h_0",), "GRU"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False,
@@ -672,14 +634,14 @@ class _Cell(_Module):
     def __init__(self, input_size: int, hidden_size: int, dtype: DTypeLike = "float32",
                  seed: Optional[int] = None, backend: Optional[ModuleType] = None,
                  _unit_forget_bias: bool = False) -> None:
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.dtype = _float_dtype(dtype)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.dtype = float_dtype(dtype)
         self.backend = _default_backend() if backend is None else backend
         self._caches = []
-        G = self._gates * self.hidden_size
+        G = self._kind.gates * self.hidden_size
         shapes = [("W", (self.input_size, G)), ("U", (self.hidden_size, G)),
-                  ("b", (*self._bias_rows, G))]
+                  ("b", bias_shape(self._kind, self.hidden_size))]
         self._init_params(shapes, seed, _unit_forget_bias)
 
     def _config(self):
@@ -692,7 +654,7 @@ class _Cell(_Module):
 
     def forward(self, x: ArrayLike, state: State = None) -> State:
         """One step; x (B, I), state as in torch's cell (None: zeros). Keeps the step's cache."""
-        x = _array("x", x, ("B", "I"), (None, self.input_size), self.dtype)
+        x = shaped_array("x", x, ("B", "I"), (None, self.input_size), self.dtype)
         B, H = x.shape[0], self.hidden_size
         states = self._unpack_state("state", state, ("B", "H"), (B, H))
         *new, cache = self._function("cell_forward")(
@@ -742,7 +704,7 @@ class LSTMCell(_Cell):
     ((2, 3), (4, 16))
     """
 
-    _kind, _gates, _state_names, _torch_class = "lstm", 4, ("h", "c"), "LSTMCell"
+    _kind, _state_names, _torch_class = LSTM_KIND, ("h", "c"), "LSTMCell"
 
     def __init__(self, input_size: int, hidden_size: int, dtype: DTypeLike = "float32",
                  seed: Optional[int] = None, unit_forget_bias: bool = False,
@@ -791,7 +753,7 @@ class RNNCell(_HiddenStateCell):
     ((2, 4), (2, 3), (2, 4))
     """
 
-    _kind, _gates, _state_names, _torch_class = "rnn", 1, ("h",), "RNNCell"
+    _kind, _state_names, _torch_class = RNN_KIND, ("h",), "RNNCell"
 
 
 class GRUCell(_HiddenStateCell):
@@ -815,4 +777,4 @@ class GRUCell(_HiddenStateCell):
     ((2, 4), (2, 3), (2, 12))
     """
 
-    _kind, _gates, _bias_rows, _state_names, _torch_class = "gru", 3, (2,), ("h",), "GRUCell"
+    _kind, _state_names, _torch_class = GRU_KIND, ("h",), "GRUCell"

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validate
-from .layers import _default_backend, _float_dtype, _positive_int
+from .layers import _default_backend
 
 __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
            "SGD", "Adam", "save_checkpoint", "load_checkpoint"]
@@ -223,9 +223,9 @@ class Linear:
 
     def __init__(self, in_features: int, out_features: int, dtype: DTypeLike = "float32",
                  seed: Optional[int] = None, backend: Optional[ModuleType] = None) -> None:
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
-        self.dtype = _float_dtype(dtype)
+        self.in_features = _validate.positive_int("in_features", in_features)
+        self.out_features = _validate.positive_int("out_features", out_features)
+        self.dtype = _validate.float_dtype(dtype)
         k = 1 / np.sqrt(self.in_features)
         rng = np.random.default_rng(seed)
         self.params = {

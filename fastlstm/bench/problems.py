@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 import fastlstm
+from fastlstm import _kinds
 
 QUICK = [(100, 1, 64, 128), (100, 8, 256, 256), (50, 16, 512, 512), (25, 64, 256, 256)]
 
@@ -33,10 +34,10 @@ CELLS = [(100, 1, 64, 128)]
 
 # the layer table: (kind, num_layers, directions, (T, B, I, H))
 LAYERS = [("lstm", 2, 2, (50, 16, 256, 256)), ("gru", 1, 1, (50, 16, 256, 256))]
-# the cell kinds: their layer classes and gates per unit G
-KINDS = ("lstm", "gru", "rnn")
-LAYER_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
-LAYER_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# the cell kinds (fastlstm._kinds): their layer classes and gates per unit G
+KINDS = tuple(_kinds.KINDS)
+LAYER_CLASSES = {name: name.upper() for name in KINDS}
+LAYER_GATES = {name: kind.gates for name, kind in _kinds.KINDS.items()}
 
 PASSES = ("forward", "forward_backward")
 PASS_LABELS = {"forward": "fwd", "forward_backward": "fwd+bwd"}
@@ -72,7 +73,7 @@ def make_problem(shape, dtype="float32", seed=0, kind="lstm"):
         xs=normal((T, B, I)),
         W=normal((I, G), scale),
         U=normal((H, G), scale),
-        b=normal((2, G) if kind == "gru" else G, scale),
+        b=normal(_kinds.bias_shape(_kinds.KINDS[kind], H), scale),
         dhs=normal((T, B, H)),
         kind=kind,
     )
