@@ -336,14 +336,20 @@ def cell_forward(int kind, x, h_prev, c_prev, W, U, b, int num_threads, int simd
     w.W, w.U, w.b = _ptr(W), _ptr(U), _ptr(b)
     inp.x, inp.h0, inp.c0 = _ptr(x), _ptr(h_prev), _ptr(c_prev) if kind == FL_LSTM else NULL
     out.h, out.c, out.gates, out.hn = _ptr(h), _ptr(c), _ptr(gates), _ptr(hn)
-    cdef size_t nbytes
+    # the scratch on the stack; a step too large for it fails with FL_ERR_WORKSPACE, before
+    # anything is written, and is given a new array of the size it needs
     cdef unsigned char stack[STACK_SCRATCH]
-    _raise_for(fl_workspace(FL_CELL_FORWARD, &d, &nbytes))
-    work = None if nbytes <= STACK_SCRATCH else np.empty(nbytes, np.uint8)
-    cdef void *workspace = <void *>stack if work is None else _ptr(work)
+    cdef size_t nbytes = STACK_SCRATCH
+    cdef void *workspace = stack
     cdef int status
     with nogil:
         status = fl_cell_forward(&d, &out, &inp, &w, workspace, nbytes)
+    if status == FL_ERR_WORKSPACE:
+        _raise_for(fl_workspace(FL_CELL_FORWARD, &d, &nbytes))
+        work = np.empty(nbytes, np.uint8)
+        workspace = _ptr(work)
+        with nogil:
+            status = fl_cell_forward(&d, &out, &inp, &w, workspace, nbytes)
     _raise_for(status)
     if kind == FL_LSTM:
         # c twice: the cache keeps its own, as the caller may change the returned one (a reset)
@@ -394,14 +400,20 @@ def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, in
     dout.dhs, dout.dh_T, dout.dc_T = NULL, _ptr(dh), _ptr(dc) if kind == FL_LSTM else NULL
     out.dx, out.dh0, out.dc0 = _ptr(dx), _ptr(dh_prev), _ptr(dc_prev)
     out.dW, out.dU, out.db = _ptr(dW), _ptr(dU), _ptr(db)
-    cdef size_t nbytes
+    # the scratch on the stack; a step too large for it fails with FL_ERR_WORKSPACE, before
+    # anything is written, and is given a new array of the size it needs
     cdef unsigned char stack[STACK_SCRATCH]
-    _raise_for(fl_workspace(FL_CELL_BACKWARD, &d, &nbytes))
-    work = None if nbytes <= STACK_SCRATCH else np.empty(nbytes, np.uint8)
-    cdef void *workspace = <void *>stack if work is None else _ptr(work)
+    cdef size_t nbytes = STACK_SCRATCH
+    cdef void *workspace = stack
     cdef int status
     with nogil:
         status = fl_cell_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
+    if status == FL_ERR_WORKSPACE:
+        _raise_for(fl_workspace(FL_CELL_BACKWARD, &d, &nbytes))
+        work = np.empty(nbytes, np.uint8)
+        workspace = _ptr(work)
+        with nogil:
+            status = fl_cell_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
     _raise_for(status)
     if kind == FL_LSTM:
         return dx, dh_prev, dc_prev, dW, dU, db
