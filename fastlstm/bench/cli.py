@@ -7,7 +7,7 @@ import fastlstm
 from .loop import LOOPS
 from .problems import CELLS, FULL, KINDS, LAYER_CLASSES, LAYERS, QUICK
 from .report import format_report, plot
-from .run import _log, run
+from .run import log, run
 from .timing import DEFAULT_REPEAT
 
 
@@ -112,9 +112,9 @@ def cli(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
-        _log(f"wrote {args.json}")
+        log(f"wrote {args.json}")
     if args.plot:
         if plot(report, args.plot):
-            _log(f"wrote {args.plot}")
+            log(f"wrote {args.plot}")
         else:
-            _log(f"note: --plot needs matplotlib (pip install matplotlib); {args.plot} not written")
+            log(f"note: --plot needs matplotlib (pip install matplotlib); {args.plot} not written")

@@ -20,7 +20,8 @@ from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, bla
                      gemm_peak, time_interleaved)
 
 
-def _log(message):
+def log(message):
+    """Progress on stderr, so that stdout holds the report alone."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -138,18 +139,18 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         onnxruntime_note += f": {ONNXRUNTIME_SETTINGS}"
     names = ["fastlstm", "reference"] + torch_name + onnxruntime_name
     with blas_threads(threads) as blas_note:
-        _log(f"measuring the GEMM peak ({GEMM_SIZE}x{GEMM_SIZE} {dtype}) ...")
+        log(f"measuring the GEMM peak ({GEMM_SIZE}x{GEMM_SIZE} {dtype}) ...")
         peak = gemm_peak(dtype)
         records = []
         for kind in kinds:
             for k, shape in enumerate(shapes, 1):
                 label = "" if kind == "lstm" else f"{LAYER_CLASSES[kind]} "
-                _log(f"[{label}{k}/{len(shapes)}] T={shape[0]} B={shape[1]} I={shape[2]} "
+                log(f"[{label}{k}/{len(shapes)}] T={shape[0]} B={shape[1]} I={shape[2]} "
                      f"H={shape[3]} ...")
                 records.append(bench_shape(shape, names, threads, dtype, repeat, kind=kind))
         cell_records = []
         for k, shape in enumerate(cells, 1):
-            _log(f"[cell {k}/{len(cells)}] T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]}, "
+            log(f"[cell {k}/{len(cells)}] T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]}, "
                  "a step loop ...")
             record = bench_shape(shape, names, threads, dtype, repeat, CELL_CONTENDERS)
             record["us_per_step"] = {name: {p: 1e3 * ms / shape[0] for p, ms in passes.items()}
@@ -157,13 +158,13 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
             cell_records.append(record)
         layer_records = []
         for k, spec in enumerate(layers, 1):
-            _log(f"[layer {k}/{len(layers)}] {layer_label(spec)} ...")
+            log(f"[layer {k}/{len(layers)}] {layer_label(spec)} ...")
             layer_records.append(bench_layer(spec, names, threads, dtype, repeat))
-        _log("measuring the GEMM peak again ...")
+        log("measuring the GEMM peak again ...")
         peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
     loop_records = []  # outside the BLAS limit: the loops run as a user's script does
     for k, spec in enumerate(loops, 1):
-        _log(f"[loop {k}/{len(loops)}] T={spec[0]} B={spec[1]} I={spec[2]} H={spec[3]} "
+        log(f"[loop {k}/{len(loops)}] T={spec[0]} B={spec[1]} I={spec[2]} H={spec[3]} "
              f"O={spec[4]}, a NumPy training loop ...")
         loop_records.append(bench_training_loop(spec, threads, dtype, repeat))
     for record in records + layer_records:
