@@ -66,7 +66,7 @@ def setup_reference(p, threads):
 def problem_layer(p):
     """A one-layer fastlstm layer of the problem's kind holding its weights (for the converters
     to the other frameworks)."""
-    (I, G), H = p.W.shape, p.U.shape[0]
+    I, H = p.W.shape[0], p.U.shape[0]
     layer = getattr(fastlstm, LAYER_CLASSES[p.kind])(I, H, dtype=p.xs.dtype)
     for name, value in (("W_l0", p.W), ("U_l0", p.U), ("b_l0", p.b)):
         layer.params[name][...] = value
