@@ -36,12 +36,6 @@ static const double true_min_f64 = DBL_TRUE_MIN, norm_min_f64 = DBL_MIN, real_ma
 #define TEPS 0x1p-24
 #define TULP ulp_distance_f
 #include "kernels.inc"
-#undef TREAL
-#undef TNAME
-#undef TS
-#undef TL
-#undef TEPS
-#undef TULP
 
 #define TREAL double
 #define TNAME "f64"
@@ -50,12 +44,6 @@ static const double true_min_f64 = DBL_TRUE_MIN, norm_min_f64 = DBL_MIN, real_ma
 #define TEPS 0x1p-53
 #define TULP ulp_distance
 #include "kernels.inc"
-#undef TREAL
-#undef TNAME
-#undef TS
-#undef TL
-#undef TEPS
-#undef TULP
 
 long test_ukernels(void)
 {
