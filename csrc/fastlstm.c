@@ -414,6 +414,13 @@ enum fl_pre {
                               : (b)[(k) * (H) + (j)] + (rec)[(k) * (rs) + (j) - (j0)])
 
 
+/* body(from, ...) with `from` a constant in each of its three calls (pointwise.inc: a loop whose
+ * loads depend on a run-time `from` does not vectorize). */
+#define FL_CONSTANT_PRE(from, body, ...)                                                           \
+    ((from) == FROM_Z         ? body(FROM_Z, __VA_ARGS__)                                           \
+     : (from) == FROM_Z_TILES ? body(FROM_Z_TILES, __VA_ARGS__)                                     \
+                              : body(FROM_TILES, __VA_ARGS__))
+
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr of the tiles, for the scratch tile at edges */
 #define FL_NR_MAX 64         /* the largest nr, for the leftover columns of in-place products */
 
