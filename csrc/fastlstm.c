@@ -441,6 +441,8 @@ struct fl_instance {
                             const struct fl_state *saved, const struct fl_output_grads *dout,
                             const struct fl_inputs *in, const struct fl_weights *w,
                             void *workspace);
+    int (*stream_workspace)(const struct fl_stream *s, size_t *bytes);
+    int (*stream_step[3])(const struct fl_stream *s, const void *x, void *workspace);
     size_t (*matmul_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads, int simd);
     void (*matmul)(void *C, const void *A, const void *B, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                    int trans_a, int trans_b, int num_threads, int simd, void *workspace);

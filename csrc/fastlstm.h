@@ -48,7 +48,8 @@ extern "C" {
 
 enum fl_status {
     FL_OK = 0,
-    FL_ERR_SIZE = 1,      /* a negative size, a length outside [0, T], or a thread count below 1 */
+    FL_ERR_SIZE = 1,      /* a negative size, a length outside [0, T], a thread count below 1, or
+                           * a stream layer whose input is not the H of the layer below */
     FL_ERR_SIMD = 2,      /* a SIMD level this CPU (or this build) does not have */
     FL_ERR_WORKSPACE = 3, /* a workspace smaller than fl_workspace says the call needs */
     FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, or a required array that is NULL */
@@ -154,6 +155,35 @@ int fl_cell_backward(const struct fl_desc *d, const struct fl_grads *out,
                      const struct fl_state *saved, const struct fl_output_grads *dout,
                      const struct fl_inputs *in, const struct fl_weights *w, void *workspace,
                      size_t workspace_bytes);
+
+/* ---- streaming: one time step through a stack of layers ------------------------------------------
+ * For inference one step at a time (a streaming model, a decoder): layer 0 reads x, each layer
+ * above the new h of the one below, and every layer's state is advanced in place. One call per
+ * step for the whole stack; the weights are read in place at every step (never packed or cached,
+ * so changes to them between steps are always seen). Steps large enough to repay a team run on
+ * one, each thread on the same hidden units of a layer at every step. */
+
+struct fl_stream_layer {
+    ptrdiff_t I, H;      /* input features (the layer below's H above layer 0), hidden units */
+    struct fl_weights w; /* W (I, N), U (H, N), b (fl_bias_rows, N): N = G*H */
+    void *h;             /* (B, H) the state h_{t-1}, replaced by h_t */
+    void *c;             /* (B, H) the LSTM's c_{t-1}, replaced by c_t; NULL for the others */
+};
+
+struct fl_stream {
+    int kind;                            /* enum fl_kind, of every layer */
+    int dtype;                           /* enum fl_dtype, of every array */
+    ptrdiff_t B;                         /* rows stepped together */
+    int layers;                          /* >= 1 */
+    const struct fl_stream_layer *layer; /* [layers], layer 0 the input side */
+    int num_threads;                     /* >= 1 */
+    int simd;                            /* enum fl_simd, at most fl_simd_max() */
+};
+
+int fl_stream_workspace(const struct fl_stream *s, size_t *bytes);
+/* One step of x (B, I of layer 0); the top layer's h_t is then in its layer's h. */
+int fl_stream_step(const struct fl_stream *s, const void *x, void *workspace,
+                   size_t workspace_bytes);
 
 /* ---- a plain matrix product, for the training toolkit's Linear layer --------------------------------
  * C (M, N) = op(A) (M, K) @ op(B) (K, N): A stored (M, K), or (K, M) transposed when trans_a; B

@@ -755,3 +755,214 @@ long test_entry_checks(void)
         }
     return check_summary(&g, "workspace, sizes, kinds, dtypes, levels, NULL arrays, overflow");
 }
+
+/* ---- streams: a stack of layers stepped one time step at a time ---------------------------------- */
+
+#define STREAM_MAX_LAYERS 3
+
+/* A stream's arrays in the dtype: the layers' weights and states, x for every step, and the top
+ * layer's h after every step, copied out. */
+struct stream_run {
+    struct fl_stream_layer layer[STREAM_MAX_LAYERS];
+    struct fl_stream s;
+    void *xs, *top_hs;
+};
+
+static void free_stream_run(struct stream_run *r)
+{
+    for (int l = 0; l < r->s.layers; l++) {
+        free((void *)r->layer[l].w.W);
+        free((void *)r->layer[l].w.U);
+        free((void *)r->layer[l].w.b);
+        free(r->layer[l].h);
+        free(r->layer[l].c);
+    }
+    free(r->xs);
+    free(r->top_hs);
+}
+
+static void prepare_stream(const struct problem *p, int layers, int simd, int threads,
+                           struct stream_run *r)
+{
+    *r = (struct stream_run){.s = {.kind = p[0].kind, .dtype = p[0].dtype, .B = p[0].B,
+                                   .layers = layers, .layer = r->layer, .num_threads = threads,
+                                   .simd = simd}};
+    for (int l = 0; l < layers; l++) {
+        const ptrdiff_t BH = p[l].B * p[l].H;
+        r->layer[l] = (struct fl_stream_layer){
+            .I = p[l].I,
+            .H = p[l].H,
+            .w = {typed(p[l].W, p[l].I * p[l].N, p[l].dtype),
+                  typed(p[l].U, p[l].H * p[l].N, p[l].dtype),
+                  typed(p[l].b, p[l].R * p[l].N, p[l].dtype)},
+            .h = typed(p[l].h0, BH, p[l].dtype),
+            .c = p[l].kind == FL_LSTM ? typed(p[l].c0, BH, p[l].dtype) : NULL};
+    }
+    r->xs = typed(p[0].xs, p[0].T * p[0].B * p[0].I, p[0].dtype);
+    r->top_hs = output(p[0].T * p[0].B * p[layers - 1].H, p[0].dtype);
+}
+
+/* Steps the stream T times, copying the top layer's h out after each step. */
+static int run_stream(const struct problem *p, struct stream_run *r)
+{
+    const int L = r->s.layers;
+    const size_t size = p[0].dtype ? sizeof(double) : sizeof(float);
+    const ptrdiff_t B = p[0].B, I = p[0].I, H_top = p[L - 1].H;
+    size_t bytes;
+    int status = fl_stream_workspace(&r->s, &bytes);
+    void *work = malloc(bytes + 1);
+    for (ptrdiff_t t = 0; status == FL_OK && t < p[0].T; t++) {
+        status = fl_stream_step(&r->s, (const char *)r->xs + size * (size_t)(t * B * I), work,
+                                bytes);
+        memcpy((char *)r->top_hs + size * (size_t)(t * B * H_top), r->layer[L - 1].h,
+               size * (size_t)(B * H_top));
+    }
+    free(work);
+    return status;
+}
+
+/* A stack of layers (H of each in Hs) against naive_forward run layer by layer, the naive input of
+ * each layer above the first the naive hs of the one below; at every level, 1-3 threads. */
+static void check_stream(struct check_group *g, struct rng *rng, int kind, int dtype,
+                         ptrdiff_t T, ptrdiff_t B, ptrdiff_t I, const ptrdiff_t *Hs, int layers)
+{
+    struct problem p[STREAM_MAX_LAYERS];
+    struct results o[STREAM_MAX_LAYERS] = {{0}};
+    for (int l = 0; l < layers; l++) {
+        const ptrdiff_t I_l = l ? Hs[l - 1] : I;
+        p[l] = make_problem(rng, kind, dtype, 0, T, B, I_l, Hs[l], ALL_GIVEN);
+        if (l > 0) { // the input: the naive states of the layer below, steps 1..T
+            for (ptrdiff_t i = 0; i < T * B * I_l; i++)
+                p[l].xs[i] = o[l - 1].hs[B * I_l + i];
+        }
+        naive_forward(&p[l], &o[l]);
+    }
+    const double tol = dtype ? TOL_F64 : TOL_F32;
+    const ptrdiff_t top = Hs[layers - 1];
+    for (int simd = 0; simd <= fl_simd_max(); simd++) {
+        struct stream_run first = {0};
+        for (int threads = 1; threads <= 3; threads++) {
+            char where[160];
+            snprintf(where, sizeof where, "stream %s %s T%td B%td I%td H%td.. x%d %s threads %d",
+                     kind_name(kind), dtype ? "f64" : "f32", T, B, I, Hs[0], layers,
+                     fl_simd_name(simd), threads);
+            struct stream_run r;
+            prepare_stream(p, layers, simd, threads, &r);
+            const int status = run_stream(p, &r);
+            if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
+                free_stream_run(&r);
+                continue;
+            }
+            if (threads == 1) {
+                compare(g, "every step's top h", where, &p[0], r.top_hs, o[layers - 1].hs + B * top,
+                        T * B * top, 0, tol);
+                for (int l = 0; l < layers; l++) {
+                    const ptrdiff_t BH = B * Hs[l];
+                    compare(g, "final h", where, &p[l], r.layer[l].h, o[l].hs + T * BH, BH, 0, tol);
+                    if (kind == FL_LSTM)
+                        compare(g, "final c", where, &p[l], r.layer[l].c, o[l].cs + T * BH, BH, 0,
+                                tol);
+                }
+                first = r;
+                continue;
+            }
+            const size_t size = dtype ? sizeof(double) : sizeof(float);
+            int same = memcmp(first.top_hs, r.top_hs, size * (size_t)(T * B * top)) == 0;
+            for (int l = 0; l < layers; l++) {
+                const size_t bytes = size * (size_t)(B * Hs[l]);
+                same &= memcmp(first.layer[l].h, r.layer[l].h, bytes) == 0;
+                same &= kind != FL_LSTM || memcmp(first.layer[l].c, r.layer[l].c, bytes) == 0;
+            }
+            check(g, same, "%s: bits differ from 1 thread", where);
+            free_stream_run(&r);
+        }
+        free_stream_run(&first);
+    }
+    for (int l = 0; l < layers; l++) {
+        free_results(&o[l]);
+        free_problem(&p[l]);
+    }
+}
+
+long test_streams(void)
+{
+    struct check_group g = check_begin("streams vs naive C");
+    struct rng rng = {0x5eed0006};
+    // (T, B, I, layers, H of each): one unit; odd sizes across tile edges; a stack whose steps
+    // run on a team (B = 3, H = 128); H not a multiple of any tile (65, 200)
+    static const ptrdiff_t cases[][7] = {{3, 1, 1, 1, 1},       {5, 3, 7, 2, 9, 17},
+                                         {4, 2, 13, 3, 65, 5, 70}, {3, 3, 64, 2, 128, 128},
+                                         {3, 1, 33, 1, 200},    {2, 5, 0, 2, 4, 3}};
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int dtype = 0; dtype <= 1; dtype++)
+            for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++)
+                check_stream(&g, &rng, kind, dtype, cases[q][0], cases[q][1], cases[q][2],
+                             &cases[q][4], (int)cases[q][3]);
+    return check_summary(&g, "T steps of a 1-3 layer stack, every level, 1-3 threads");
+}
+
+/* A stream's statuses: each spoiled argument is refused before anything is written. */
+long test_stream_checks(void)
+{
+    struct check_group g = check_begin("stream entry checks");
+    struct rng rng = {0x5eed0007};
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int dtype = 0; dtype <= 1; dtype++) {
+            struct problem p[2] = {make_problem(&rng, kind, dtype, 0, 1, 2, 3, 4, ALL_GIVEN),
+                                   make_problem(&rng, kind, dtype, 0, 1, 2, 4, 5, ALL_GIVEN)};
+            struct stream_run r;
+            prepare_stream(p, 2, 0, 2, &r);
+            const size_t size = dtype ? sizeof(double) : sizeof(float);
+            size_t bytes = 0;
+            check(&g, fl_stream_workspace(&r.s, &bytes) == FL_OK && bytes > 0,
+                  "fl_stream_workspace of a valid stream");
+            unsigned char *work = malloc(bytes + 1);
+            struct fl_stream s;
+            struct fl_stream_layer layer[2];
+            // each case: spoil a copy of the stream, expect `want` and the states untouched
+#define SPOIL_STREAM(statement, want, what, x, work_bytes)                                         \
+    do {                                                                                           \
+        s = r.s;                                                                                   \
+        memcpy(layer, r.layer, sizeof layer);                                                      \
+        s.layer = layer;                                                                           \
+        statement;                                                                                 \
+        memset(r.layer[0].h, CANARY, size * 8);                                                    \
+        memset(r.layer[1].h, CANARY, size * 10);                                                   \
+        const int status = fl_stream_step(&s, x, work, work_bytes);                                \
+        int intact = 1;                                                                            \
+        for (size_t k = 0; k < size * 10; k++)                                                     \
+            intact &= (k >= size * 8 || ((unsigned char *)r.layer[0].h)[k] == CANARY) &&           \
+                      ((unsigned char *)r.layer[1].h)[k] == CANARY;                                \
+        check(&g, status == (want), "%s %s: status %d, expected %d", kind_name(kind), what,       \
+              status, want);                                                                       \
+        check(&g, (want) == FL_OK || intact, "%s %s: wrote before failing", kind_name(kind),      \
+              what);                                                                               \
+    } while (0)
+            SPOIL_STREAM((void)0, FL_OK, "a valid step", r.xs, bytes);
+            SPOIL_STREAM((void)0, FL_ERR_WORKSPACE, "workspace one byte short", r.xs, bytes - 1);
+            SPOIL_STREAM((void)0, FL_ERR_ARGUMENT, "x NULL", NULL, bytes);
+            SPOIL_STREAM(s.layers = 0, FL_ERR_SIZE, "no layers", r.xs, bytes);
+            SPOIL_STREAM(s.layer = NULL, FL_ERR_ARGUMENT, "layer NULL", r.xs, bytes);
+            SPOIL_STREAM(s.B = -1, FL_ERR_SIZE, "B = -1", r.xs, bytes);
+            SPOIL_STREAM(s.num_threads = 0, FL_ERR_SIZE, "num_threads = 0", r.xs, bytes);
+            SPOIL_STREAM(layer[1].I = 3, FL_ERR_SIZE, "layer 1's I not layer 0's H", r.xs, bytes);
+            SPOIL_STREAM(layer[0].H = -1, FL_ERR_SIZE, "H = -1", r.xs, bytes);
+            SPOIL_STREAM(s.kind = 3, FL_ERR_ARGUMENT, "kind 3", r.xs, bytes);
+            SPOIL_STREAM(s.dtype = 2, FL_ERR_ARGUMENT, "dtype 2", r.xs, bytes);
+            SPOIL_STREAM(s.simd = fl_simd_max() + 1, FL_ERR_SIMD, "simd above max", r.xs, bytes);
+            SPOIL_STREAM(layer[1].w.W = NULL, FL_ERR_ARGUMENT, "W NULL", r.xs, bytes);
+            SPOIL_STREAM(layer[0].w.U = NULL, FL_ERR_ARGUMENT, "U NULL", r.xs, bytes);
+            SPOIL_STREAM(layer[1].w.b = NULL, FL_ERR_ARGUMENT, "b NULL", r.xs, bytes);
+            SPOIL_STREAM(layer[1].h = NULL, FL_ERR_ARGUMENT, "h NULL", r.xs, bytes);
+            if (kind == FL_LSTM)
+                SPOIL_STREAM(layer[0].c = NULL, FL_ERR_ARGUMENT, "c NULL", r.xs, bytes);
+#undef SPOIL_STREAM
+            check(&g, fl_stream_step(NULL, r.xs, work, bytes) == FL_ERR_ARGUMENT, "NULL stream");
+            check(&g, fl_stream_workspace(&r.s, NULL) == FL_ERR_ARGUMENT, "NULL bytes");
+            free(work);
+            free_stream_run(&r);
+            free_problem(&p[0]);
+            free_problem(&p[1]);
+        }
+    return check_summary(&g, "sizes, kinds, dtypes, levels, NULL arrays, workspace");
+}

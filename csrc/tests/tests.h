@@ -11,5 +11,7 @@ long test_matmul(void);      /* test_kernels.c: fl_matmul against naive C, bits 
 long test_activations(void); /* test_kernels.c: sigmoid, tanh, exp of every instance vs libm */
 long test_passes(void);      /* test_passes.c: sequences and cells against naive C */
 long test_entry_checks(void); /* test_passes.c: the entry points' status codes, nothing written */
+long test_streams(void);      /* test_passes.c: stacks stepped by fl_stream_step against naive C */
+long test_stream_checks(void); /* test_passes.c: fl_stream_step's status codes, nothing written */
 
 #endif /* FASTLSTM_TESTS_TESTS_H */
