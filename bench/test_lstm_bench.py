@@ -1,6 +1,6 @@
 """fastlstm, its NumPy reference, torch and onnxruntime under pytest-benchmark, grouped by shape,
 kind and pass; then the step loops of the cell (fastlstm, reference and torch.nn.LSTMCell), the
-layers and a NumPy training loop.
+layers, the streams (one time step at a time) and a NumPy training loop.
 
     pytest bench/ [--benchmark-min-rounds=3] [--bench-dtype=float64]
 
@@ -98,3 +98,20 @@ def test_training_loop(benchmark, dtype, threads, spec, contender):
     benchmark.pedantic(lambda: losses.append(step()), rounds=5, iterations=1)
     expected = [twin() for _ in losses]
     np.testing.assert_allclose(losses, expected, **bench.TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("contender", list(bench.STREAM_CONTENDERS))
+@pytest.mark.parametrize("spec", bench.STREAMS, ids=lambda s: "L{}-B{}-I{}-H{}".format(*s))
+def test_stream(benchmark, dtype, threads, spec, contender):
+    """bench.STEPS time steps of a stack of LSTM layers, one at a time: layer.stream, the cells of
+    fastlstm and of the reference per layer and step, torch.nn.LSTMCell likewise; each checked
+    against the reference's cells."""
+    if contender == "torch":
+        pytest.importorskip("torch")
+    layer, xs = bench.make_stream_problem(spec, dtype)
+    expected = bench.STREAM_CONTENDERS["reference"](layer, xs, threads)(True)
+    run = bench.STREAM_CONTENDERS[contender](layer, xs, threads)
+    benchmark.group = "stream L={} B={} I={} H={}, {} steps".format(*spec, bench.STEPS)
+    bench.time_call(lambda: run(False))
+    result = benchmark(run, True)
+    bench.check_close({"hs": result}, {"hs": expected}, dtype, f"stream {contender}")

@@ -65,6 +65,7 @@ from ._functions import (
     rnn_forward,
 )
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .stream import Stream
 from . import train
 
 __all__ = reference.__all__ + [
@@ -74,6 +75,7 @@ __all__ = reference.__all__ + [
     "LSTMCell",
     "GRUCell",
     "RNNCell",
+    "Stream",
     "reference",
     "train",
     "get_num_threads",

@@ -82,6 +82,24 @@ cdef extern from "fastlstm.h" nogil:
                          const fl_output_grads *dout, const fl_inputs *inp, const fl_weights *w,
                          void *workspace, size_t workspace_bytes)
 
+    struct fl_stream_layer:
+        ptrdiff_t I, H
+        fl_weights w
+        void *h
+        void *c
+
+    struct fl_stream:
+        int kind
+        int dtype
+        ptrdiff_t B
+        int layers
+        const fl_stream_layer *layer
+        int num_threads
+        int simd
+
+    int fl_stream_workspace(const fl_stream *s, size_t *nbytes)
+    int fl_stream_step(const fl_stream *s, const void *x, void *workspace, size_t workspace_bytes)
+
     int fl_matmul_workspace(int dtype, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads,
                             int simd, size_t *nbytes)
     int fl_matmul(int dtype, void *C, const void *A, const void *B, ptrdiff_t M, ptrdiff_t N,

@@ -20,6 +20,7 @@ cdef extern from *:
     const char *FASTLSTM_OPENMP_NOTE
 
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
 
 # NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
 # struct fl_desc in the code below.
@@ -418,3 +419,95 @@ def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, in
     if kind == FL_LSTM:
         return dx, dh_prev, dc_prev, dW, dU, db
     return dx, dh_prev, dW, dU, db
+
+
+# ---- streams --------------------------------------------------------------------------------------
+# A stream steps a stack of layers one time step per call, so the call must cost little: the
+# arrays (weights, states, workspace) are checked and their addresses taken once, in bind(), and a
+# step checks only x. The GIL is released only for steps long enough to repay it.
+
+# Flops of a step from which the GIL is released: below, releasing and taking it back (~0.1 us)
+# would cost more than another thread could gain meanwhile.
+cdef enum:
+    RELEASE_GIL_FLOPS = 262144
+
+
+cdef class Stepper:
+    """The C side of fastlstm.Stream: one fl_stream over arrays the Python side owns."""
+    cdef fl_stream stream
+    cdef fl_stream_layer *layers
+    cdef object arrays     # every array the C side reads or writes, kept alive with it
+    cdef object top        # the top layer's h (B, H): what step returns
+    cdef cnp.ndarray work
+    cdef int typenum
+    cdef ptrdiff_t I
+    cdef bint release_gil
+
+    def __dealloc__(self):
+        PyMem_Free(self.layers)
+
+    def bind(self, int kind, list weights, h, c, int num_threads, int simd):
+        """Binds the stream to `weights`, one (W, U, b) per layer, and the states h, c (L, B, H)
+        (c None but for the LSTM); every array C-contiguous of one float dtype."""
+        cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>h)
+        cdef ptrdiff_t L = len(weights), B = h.shape[1], H, I
+        cdef int l
+        if self.layers != NULL:
+            raise RuntimeError("stream: already bound")
+        self.layers = <fl_stream_layer *>PyMem_Calloc(L, sizeof(fl_stream_layer))
+        if self.layers == NULL:
+            raise MemoryError()
+        self.stream.kind, self.stream.dtype = kind, _dtype_of(t)
+        self.stream.B, self.stream.layers, self.stream.layer = B, L, self.layers
+        self.stream.num_threads, self.stream.simd = num_threads, simd
+        cdef double flops = 0
+        for l in range(L):
+            W, U, b = weights[l]
+            I, H = W.shape[0], U.shape[0]
+            N = fl_gates(kind) * H
+            self.layers[l].I, self.layers[l].H = I, H
+            self.layers[l].w.W = _data(W, "W", t, (I, N), True)
+            self.layers[l].w.U = _data(U, "U", t, (H, N), True)
+            self.layers[l].w.b = _data(b, "b", t, _bias_shape(kind, N), True)
+            self.layers[l].h = _data(h[l], "h", t, (B, H), True)
+            self.layers[l].c = _data(c[l], "c", t, (B, H), True) if kind == FL_LSTM else NULL
+            flops += 2.0 * B * (I + H) * N
+        self.arrays = (weights, h, c)
+        self.top = h[L - 1]
+        self.typenum, self.I = t, self.layers[0].I
+        self.release_gil = flops >= RELEASE_GIL_FLOPS
+        cdef size_t nbytes
+        _raise_for(fl_stream_workspace(&self.stream, &nbytes))
+        self.work = np.empty(nbytes, np.uint8)
+
+    def step(self, x):
+        """Advance the state by one time step of x and return the top layer's new h.
+
+        Parameters
+        ----------
+        x : array_like, shape (B, I)
+            Cast to the layer's dtype (an x that is not already a C-contiguous array of it goes
+            through the Python side's ``_convert``, which checks it).
+
+        Returns
+        -------
+        h_t : ndarray, shape (B, H)
+            A buffer the stream reuses: the next step overwrites it.
+        """
+        if self.layers == NULL:
+            raise RuntimeError("stream: not bound to a layer")
+        if not _fits(x, self.typenum, 2, self.stream.B, self.I, 0):
+            x = self._convert(x)
+            if not _fits(x, self.typenum, 2, self.stream.B, self.I, 0):
+                raise ValueError("x: _convert did not give a C-contiguous (B, I) array")
+        cdef const void *data = cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef void *workspace = cnp.PyArray_DATA(self.work)
+        cdef size_t nbytes = cnp.PyArray_DIM(self.work, 0)
+        cdef int status
+        if self.release_gil:
+            with nogil:
+                status = fl_stream_step(&self.stream, data, workspace, nbytes)
+        else:
+            status = fl_stream_step(&self.stream, data, workspace, nbytes)
+        _raise_for(status)
+        return self.top

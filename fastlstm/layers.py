@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import convert
 from ._kinds import GRU as GRU_KIND, LSTM as LSTM_KIND, RNN as RNN_KIND, Kind, bias_shape
 from ._validate import float_dtype, positive_int, sequence_lengths, shaped_array
+from .stream import Stream, stream_of
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
 
@@ -64,6 +65,17 @@ def _accepts_lengths(function):
     )
 
 
+def _aligned_empty(shape, dtype):
+    """A new C-contiguous array whose data starts on a 64-byte boundary (NumPy's own start 16 bytes
+    past one, as a rule): the kernels read the weights in place, one row per vector load, and a
+    load that straddles two cache lines costs two (a stream's step at B = 1 ran ~30% slower)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    memory = np.empty(nbytes + 64, np.uint8)
+    start = -memory.ctypes.data % 64
+    return memory[start : start + nbytes].view(dtype).reshape(shape)
+
+
 # ---- what every layer and cell shares: parameters, gradients, save and load ----------------------
 
 
@@ -79,7 +91,10 @@ class _Module:
         """params uniform in +-1/sqrt(H) like torch; the forget-gate bias 1 if unit_forget_bias."""
         rng = np.random.default_rng(seed)
         k = 1 / np.sqrt(self.hidden_size)
-        self.params = {name: rng.uniform(-k, k, shape).astype(self.dtype) for name, shape in shapes}
+        self.params = {}
+        for name, shape in shapes:
+            self.params[name] = _aligned_empty(shape, self.dtype)
+            self.params[name][...] = rng.uniform(-k, k, shape)
         if unit_forget_bias:
             H = self.hidden_size
             for name, p in self.params.items():
@@ -331,6 +346,33 @@ class _Sequence(_Module):
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         return out, self._pack_state(finals)
+
+    def stream(self, batch_size: int = 1) -> Stream:
+        """A stream that steps this layer one time step at a time, its state kept inside.
+
+        Parameters
+        ----------
+        batch_size : int
+            B, the rows stepped together.
+
+        Returns
+        -------
+        Stream
+            ``stream.step(x_t)`` takes x_t (B, I) and returns the top layer's h_t (B, H), in a
+            buffer it reuses; ``stream.state`` and ``stream.reset(state)`` take and give the state
+            as ``forward`` does. Stepping T times gives ``forward``'s outputs. Unidirectional
+            layers only (ValueError otherwise). See :class:`fastlstm.stream.Stream`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastlstm
+        >>> gru = fastlstm.GRU(3, 4, seed=0)
+        >>> stream = gru.stream(batch_size=2)
+        >>> stream.step(np.ones((2, 3))).shape
+        (2, 4)
+        """
+        return stream_of(self, batch_size)
 
     def backward(self, dout: ArrayLike, dstate: State = None, retain_cache: bool = False
                  ) -> np.ndarray:

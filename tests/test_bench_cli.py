@@ -23,8 +23,8 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", ";".join(",".join(map(str, s)) for s in shapes),
                         "--cells", "4,2,3,5", "--layers", "lstm:2:2:3,2,4,5;gru:1:1:3,2,4,5",
-                        "--loops", "4,2,3,5,2", "--repeat", "2", "--dtype", dtype,
-                        "--json", str(out), "--no-torch", "--no-onnxruntime")
+                        "--loops", "4,2,3,5,2", "--streams", "2,3,4,5", "--repeat", "2",
+                        "--dtype", dtype, "--json", str(out), "--no-torch", "--no-onnxruntime")
     assert done.returncode == 0, done.stderr
     assert "GEMM peak" in done.stdout and "shape (T,B,I,H)" in done.stdout
     for k, (T, B, I, H) in enumerate(shapes, 1):
@@ -54,6 +54,14 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert lstm["flops"]["forward"] == 2 * (2 * 3 * 2 * (4 + 5) * 20 + 2 * 3 * 2 * (10 + 5) * 20)
     assert gru["flops"]["forward"] == 2 * 3 * 2 * (4 + 5) * 15
     assert all(ms > 0 for r in (lstm, gru) for passes in r["ms"].values() for ms in passes.values())
+    # the streaming table: a 2-layer stack of B = 3 stepped by the stream and by the cells
+    assert "stream (L,B,I,H)" in done.stdout and "\n2,3,4,5 " in done.stdout
+    (stream,) = report["stream_results"]
+    assert (stream["num_layers"], stream["B"], stream["I"], stream["H"]) == (2, 3, 4, 5)
+    assert set(stream["us_per_step"]) == {"fastlstm stream", "fastlstm cells", "reference"}
+    assert all(us > 0 for us in stream["us_per_step"].values())
+    assert stream["speedup"]["reference"] == pytest.approx(
+        stream["us_per_step"]["reference"] / stream["us_per_step"]["fastlstm stream"])
     # the NumPy training loop: every step of both backends timed, ratios per round
     assert "loop (T,B,I,H,O)" in done.stdout and "\n4,2,3,5,2 " in done.stdout
     (loop,) = report["loop_results"]
@@ -69,8 +77,8 @@ def test_bench_times_every_kind(tmp_path):
     """--kinds adds a table per kind, with its FLOPs."""
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--kinds", "lstm,gru,rnn", "--cells", "none",
-                        "--layers", "none", "--loops", "none", "--repeat", "1", "--threads", "1",
-                        "--json", str(out), "--no-torch", "--no-onnxruntime")
+                        "--layers", "none", "--loops", "none", "--streams", "none", "--repeat", "1",
+                        "--threads", "1", "--json", str(out), "--no-torch", "--no-onnxruntime")
     assert done.returncode == 0, done.stderr
     assert "\nGRU: gru_forward" in done.stdout and "\nRNN: rnn_forward" in done.stdout
     report = json.loads(out.read_text())
@@ -87,8 +95,8 @@ def test_bench_times_onnxruntime(tmp_path):
     pytest.importorskip("onnx")
     out = tmp_path / "bench.json"
     done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--kinds", "lstm,gru,rnn", "--cells", "none",
-                        "--layers", "lstm:2:2:3,2,4,5", "--loops", "none", "--repeat", "1",
-                        "--threads", "1", "--json", str(out), "--no-torch")
+                        "--layers", "lstm:2:2:3,2,4,5", "--loops", "none", "--streams", "none",
+                        "--repeat", "1", "--threads", "1", "--json", str(out), "--no-torch")
     assert done.returncode == 0, done.stderr
     assert (f"onnxruntime {ort.__version__}: forward only, model from layer.to_onnx, "
             "intra_op_num_threads = the threads, inter_op_num_threads 1, sequential execution, "
@@ -107,7 +115,8 @@ def test_bench_leaves_onnxruntime_out_in_float64(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     done = fastlstm_cli("bench", "--shapes", "3,2,4,5", "--cells", "none", "--layers", "none",
-                        "--loops", "none", "--repeat", "1", "--dtype", "float64", "--no-torch")
+                        "--loops", "none", "--streams", "none", "--repeat", "1", "--dtype", "float64",
+                        "--no-torch")
     assert done.returncode == 0, done.stderr
     assert "not used (its recurrent kernels are float32 only)" in done.stdout
 

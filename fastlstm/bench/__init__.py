@@ -35,13 +35,18 @@ against the same loop over the reference's cell and over ``torch.nn.LSTMCell`` (
 autograd through the T steps). There the cost is per call, so it is reported in microseconds per
 step.
 
+A streaming table times a stack of LSTM layers stepped one time step at a time (``layer.stream``),
+against the step loops people write instead: fastlstm's cell and the reference's called per layer
+and step, and ``torch.nn.LSTMCell`` likewise; in microseconds per step.
+
 Shapes: T time steps, B batch rows, I input features, H hidden units.
 
 The modules: ``problems`` (grids, seeded problems, FLOPs), ``contenders`` (their setups and the
 check of their outputs), ``timing``, ``loop`` (the training-loop table), ``run``, ``report`` (tables
-and plot) and ``cli`` (the options).
+and plot), ``streaming`` (the streaming table) and ``cli`` (the options).
 """
-from .cli import add_arguments, cli, parse_kinds, parse_layers, parse_loops, parse_shapes
+from .cli import (add_arguments, cli, parse_kinds, parse_layers, parse_loops, parse_shapes,
+                  parse_streams)
 from .contenders import (CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, TOLERANCES, check_close,
                          onnxruntime_version, setup_fastlstm, setup_fastlstm_cell,
                          setup_fastlstm_layer, setup_onnxruntime, setup_onnxruntime_layer,
@@ -51,7 +56,8 @@ from .loop import LOOPS, bench_training_loop, make_training_step
 from .problems import (CELLS, FULL, KINDS, LAYER_CLASSES, LAYER_GATES, LAYERS, PASS_LABELS, PASSES,
                        QUICK, Problem, flops_forward, layer_flops_forward, make_layer_problem,
                        make_problem)
-from .report import format_loop_table, format_report, layer_label, plot
+from .report import format_loop_table, format_report, format_stream_table, layer_label, plot
 from .run import bench_layer, bench_shape, machine_info, run
+from .streaming import STREAM_CONTENDERS, STREAMS, bench_stream, make_stream_problem
 from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, blas_threads,
                      gemm_peak, time_call, time_interleaved)

@@ -9,6 +9,7 @@ from .loop import LOOPS
 from .problems import CELLS, FULL, KINDS, LAYER_CLASSES, LAYERS, QUICK
 from .report import format_report, plot
 from .run import log, run
+from .streaming import STREAMS
 from .timing import DEFAULT_REPEAT
 
 
@@ -32,6 +33,11 @@ def parse_shapes(text, dims="T,B,I,H"):
 def parse_loops(text):
     """Parse "T,B,I,H,O;..." (or "none") into a list of training-loop specs (see :data:`LOOPS`)."""
     return parse_shapes(text, "T,B,I,H,O")
+
+
+def parse_streams(text):
+    """Parse "L,B,I,H;..." (or "none") into a list of stream specs (see :data:`STREAMS`)."""
+    return parse_shapes(text, "L,B,I,H")
 
 
 def parse_layers(text):
@@ -90,6 +96,10 @@ def add_arguments(parser):
                         help="the training-loop table: an LSTM under a read-out of O outputs; "
                         "'none' for no loops (default: %s)"
                         % ";".join(",".join(map(str, spec)) for spec in LOOPS))
+    parser.add_argument("--streams", type=parse_streams, default=STREAMS, metavar="L,B,I,H;...",
+                        help="the streaming table: L stacked LSTM layers stepped one time step at "
+                        "a time; 'none' for no streams (default: %s)"
+                        % ";".join(",".join(map(str, spec)) for spec in STREAMS))
     parser.add_argument("--repeat", type=_positive_int, default=DEFAULT_REPEAT, metavar="N",
                         help="timed rounds; the minimum is kept (default: %(default)s)")
     parser.add_argument("--kinds", type=parse_kinds, default=("lstm",), metavar="KIND,...",
@@ -111,6 +121,7 @@ def cli(args):
     shapes = args.shapes if args.shapes is not None else (QUICK if args.quick else FULL)
     report = run(shapes, args.threads, args.dtype, args.repeat, use_torch=not args.no_torch,
                  cells=args.cells, layers=args.layers, loops=args.loops, kinds=args.kinds,
+                 streams=args.streams,
                  use_onnxruntime=not args.no_onnxruntime)
     print(format_report(report))
     if args.json:

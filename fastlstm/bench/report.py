@@ -142,9 +142,26 @@ def format_report(report):
                  "on the reference's functions, the torch module from layer.to_torch() and "
                  "onnxruntime on layer.to_onnx()\n"
                  + _table("layer (T,B,I,H)", TABLE_GROUPS, report["layer_results"], layer_label))
+    if report.get("stream_results"):
+        text += "\n\n" + format_stream_table(report["stream_results"])
     if report["loop_results"]:
         text += "\n\n" + format_loop_table(report["loop_results"], report["settings"]["repeat"])
     return text
+
+
+def format_stream_table(records):
+    """The streaming table: each contender's microseconds per step, and the stream's speed-ups."""
+    names = list(records[0]["us_per_step"])
+    others = [name for name in names if name != "fastlstm stream"]
+    columns = ([("", "stream (L,B,I,H)")] + [("us per step", name) for name in names]
+               + [("speed-up of the stream vs", name) for name in others])
+    rows = [[f"{r['num_layers']},{r['B']},{r['I']},{r['H']}"]
+            + [f"{r['us_per_step'][name]:.2f}" for name in names]
+            + [f"{r['speedup'][name]:.2f}x" for name in others] for r in records]
+    return ("Streaming: L stacked LSTM layers stepped one time step at a time from Python "
+            f"({records[0]['steps']} steps per timed call): layer.stream(B).step(x_t); the cells "
+            "of fastlstm and of the reference, and torch.nn.LSTMCell (no_grad), called per layer "
+            "and step\n" + _format_table(columns, rows))
 
 
 def _spread(values, digits=1, unit=""):

@@ -16,6 +16,7 @@ from .loop import LOOPS, bench_training_loop
 from .problems import (CELLS, LAYER_CLASSES, LAYERS, PASSES, flops_forward, layer_flops_forward,
                        make_layer_problem, make_problem)
 from .report import layer_label
+from .streaming import STREAMS, bench_stream
 from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, blas_threads,
                      gemm_peak, time_interleaved)
 
@@ -116,9 +117,10 @@ def _optional_contender(name, version, wanted, flag, unusable=None):
 
 
 def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True, cells=CELLS,
-        layers=LAYERS, loops=LOOPS, kinds=("lstm",), use_onnxruntime=True):
+        layers=LAYERS, loops=LOOPS, kinds=("lstm",), use_onnxruntime=True, streams=STREAMS):
     """Benchmark every shape of `shapes` for each of `kinds` ("lstm", "gru", "rnn"), then the step
-    loops of `cells`, the `layers` and the training `loops`, logging progress to stderr.
+    loops of `cells`, the `layers`, the `streams` and the training `loops`, logging progress to
+    stderr.
 
     Returns
     -------
@@ -127,8 +129,8 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         ``results``: one record per kind and shape with the times in ms of every contender and
         pass (onnxruntime: the forward only), and
         ``cell_results``: the same for the step loops, with ``us_per_step``, ``layer_results``
-        for the layers and ``loop_results`` for the training loops
-        (:func:`bench_training_loop`).
+        for the layers, ``stream_results`` for the streams (:func:`bench_stream`) and
+        ``loop_results`` for the training loops (:func:`bench_training_loop`).
     """
     torch_name, torch_note = _optional_contender("torch", torch_version() if use_torch else None,
                                                  use_torch, "--no-torch")
@@ -160,6 +162,11 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         for k, spec in enumerate(layers, 1):
             log(f"[layer {k}/{len(layers)}] {layer_label(spec)} ...")
             layer_records.append(bench_layer(spec, names, threads, dtype, repeat))
+        stream_records = []
+        for k, spec in enumerate(streams, 1):
+            log(f"[stream {k}/{len(streams)}] L={spec[0]} B={spec[1]} I={spec[2]} H={spec[3]}, "
+                "one step at a time ...")
+            stream_records.append(bench_stream(spec, names, threads, dtype, repeat))
         log("measuring the GEMM peak again ...")
         peak = max(peak, gemm_peak(dtype))  # the better of two, against a passing load
     loop_records = []  # outside the BLAS limit: the loops run as a user's script does
@@ -179,5 +186,6 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         "results": records,
         "cell_results": cell_records,
         "layer_results": layer_records,
+        "stream_results": stream_records,
         "loop_results": loop_records,
     }
