@@ -40,7 +40,8 @@ def load_average():
 def cs231n_case(rng, N, T, D, H, dtype):
     """CS231n's lstm_forward + lstm_backward: (numpy, compat), each a call giving its results."""
     k = 1 / np.sqrt(H)
-    x, h0, Wx, Wh, b, dh = [rng.standard_normal(s).astype(dtype) * scale for s, scale in
+    # scaled before the cast: a float32 array times NumPy's float64 scalar k is float64 (NEP 50)
+    x, h0, Wx, Wh, b, dh = [(rng.standard_normal(s) * scale).astype(dtype) for s, scale in
                             [((N, T, D), 1), ((N, H), 1), ((D, 4 * H), k), ((H, 4 * H), k),
                              ((4 * H,), k), ((N, T, H), 1)]]
 
