@@ -397,7 +397,7 @@ const char *fl_simd_name(int simd)
 #define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shuffle(a, b, (mask){i, j, k, l})
 #endif
 
-enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW }; /* the columns of kernel_table */
+enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW, FL_TILE_PAIR }; /* kernel_table's columns */
 
 /* pointwise.inc: where a forward finds a step's pre-activations, a constant of each caller. */
 enum fl_pre {
