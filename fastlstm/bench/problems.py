@@ -19,6 +19,11 @@ def _deepbench(batches):
     return [(T, B, H, H) for T, H in [(25, 512), (25, 1024), (150, 256)] for B in batches]
 
 
+# sizes that are no multiple of any vector width or register tile (I = 513; H = 257, 300, 700),
+# from one row at a time to a training batch
+ODD = [(100, 1, 513, 300), (25, 2, 513, 700), (50, 8, 513, 300), (20, 50, 513, 257),
+       (25, 32, 513, 700)]
+
 FULL = list(
     dict.fromkeys(
         QUICK
@@ -26,6 +31,7 @@ FULL = list(
         + [(100, 16, 2048, 2048), (100, 128, 256, 256)]
         + _deepbench([16, 32, 64])  # training
         + _deepbench([1, 2, 4])  # inference
+        + ODD
     )
 )
 
