@@ -424,13 +424,30 @@ enum fl_pre {
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr of the tiles, for the scratch tile at edges */
 #define FL_NR_MAX 64         /* the largest nr, for the leftover columns of in-place products */
 
+/* The record at the start of weights packed by fl_pack: what they were packed for, which
+ * fl_forward_packed compares with what its own call would pack, and where W's and U's panels
+ * start (byte offsets from the record, 64-byte aligned). */
+struct fl_packing {
+    uint64_t magic; /* FL_PACKING_MAGIC */
+    int kind, dtype, simd;
+    int step_tile;      /* enum fl_tile of the per-step product, which B chooses */
+    int input_in_steps; /* W packed like U, for the steps (input_in_steps), or for the GEMM */
+    ptrdiff_t I, H;
+    size_t w_offset, u_offset, bytes;
+};
+#define FL_PACKING_MAGIC 0x6b6361706c7366ull /* "fslpack" */
+
 /* The entry points of one instance (instance.inc), for dispatch.inc; the passes are indexed by
  * enum fl_kind. */
 struct fl_instance {
     const char *features; /* the instruction sets it was compiled for */
     int (*workspace)(int pass, const struct fl_desc *d, size_t *bytes);
     int (*forward[3])(const struct fl_desc *d, const struct fl_state *out,
-                      const struct fl_inputs *in, const struct fl_weights *w, void *workspace);
+                      const struct fl_inputs *in, const struct fl_weights *w, const void *packed,
+                      void *workspace);
+    int (*packing)(const struct fl_desc *d, struct fl_packing *p);
+    void (*pack)(const struct fl_desc *d, const struct fl_weights *w, void *packed,
+                 const struct fl_packing *p);
     int (*backward[3])(const struct fl_desc *d, const struct fl_grads *out,
                        const struct fl_state *saved, const struct fl_output_grads *dout,
                        const struct fl_inputs *in, const struct fl_weights *w, void *workspace);

@@ -51,9 +51,13 @@ enum fl_status {
     FL_ERR_SIZE = 1,      /* a negative size, a length outside [0, T], a thread count below 1, or
                            * a stream layer whose input is not the H of the layer below */
     FL_ERR_SIMD = 2,      /* a SIMD level this CPU (or this build) does not have */
-    FL_ERR_WORKSPACE = 3, /* a workspace smaller than fl_workspace says the call needs */
-    FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, or a required array that is NULL */
-    FL_ERR_OVERFLOW = 5   /* sizes whose workspace or arrays do not fit in memory's addresses */
+    FL_ERR_WORKSPACE = 3, /* a workspace smaller than fl_workspace says the call needs, or a
+                           * buffer for packed weights smaller than fl_pack_bytes says */
+    FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, a required array that is NULL, or a
+                           * buffer for packed weights not 64-byte aligned */
+    FL_ERR_OVERFLOW = 5,  /* sizes whose workspace or arrays do not fit in memory's addresses */
+    FL_ERR_PACKED = 6     /* packed weights that fl_pack made for another kind, dtype, SIMD level,
+                           * I, H or batch tile than the call's */
 };
 
 enum fl_kind { FL_LSTM = 0, FL_GRU = 1, FL_RNN = 2 };
@@ -144,6 +148,23 @@ int fl_forward(const struct fl_desc *d, const struct fl_state *out, const struct
 int fl_backward(const struct fl_desc *d, const struct fl_grads *out, const struct fl_state *saved,
                 const struct fl_output_grads *dout, const struct fl_inputs *in,
                 const struct fl_weights *w, void *workspace, size_t workspace_bytes);
+
+/* ---- weights packed once, for many forwards with the same weights ----------------------------
+ * fl_forward packs W and U into the layout of its register tiles at every call, which costs two
+ * passes over the weights: as much as the whole of a short sequence's steps at B = 1-4, H >= 512.
+ * A caller that runs many forwards with weights that do not change (inference) packs them once
+ * with fl_pack and passes them to fl_forward_packed, which then reads neither W nor U (either
+ * may be NULL). The packing depends on the kind, dtype, SIMD level, I, H and, through the tile of
+ * the per-step product, on B; not on T, the lengths or the thread count. The packed buffer starts
+ * with a record of what it was packed for, which fl_forward_packed checks against its descriptor
+ * (FL_ERR_PACKED); it must be 64-byte aligned. The results are bitwise those of fl_forward. */
+
+int fl_pack_bytes(const struct fl_desc *d, size_t *bytes);
+int fl_pack(const struct fl_desc *d, const struct fl_weights *w, void *packed,
+            size_t packed_bytes);
+int fl_forward_packed(const struct fl_desc *d, const struct fl_state *out,
+                      const struct fl_inputs *in, const struct fl_weights *w, const void *packed,
+                      void *workspace, size_t workspace_bytes);
 
 /* One step, for callers that loop over time themselves: the same maths as a one-step sequence,
  * made cheap to call. The weights are read in place (never packed or cached, so changes to them

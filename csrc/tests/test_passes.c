@@ -966,3 +966,146 @@ long test_stream_checks(void)
         }
     return check_summary(&g, "sizes, kinds, dtypes, levels, NULL arrays, workspace");
 }
+
+/* ---- weights packed ahead: fl_pack and fl_forward_packed ---------------------------------------- */
+
+/* The forward of a problem with its weights packed ahead: FL_OK and the same bits in every
+ * output as fl_forward's run `plain`, with W and U not passed at all. */
+static void check_packed_forward(struct check_group *g, const struct problem *p, int simd,
+                                 int threads, const struct run *plain, const char *where)
+{
+    struct run r;
+    prepare_run(p, &r);
+    struct call c = call_of(p, &r, simd, threads);
+    size_t work_bytes = 0, packed_bytes = 0;
+    int status = fl_workspace(FL_FORWARD, &c.d, &work_bytes);
+    if (status == FL_OK)
+        status = fl_pack_bytes(&c.d, &packed_bytes);
+    void *packed = aligned_alloc(64, (packed_bytes + 63) / 64 * 64 + 64);
+    if (status == FL_OK)
+        status = fl_pack(&c.d, &c.w, packed, packed_bytes);
+    void *work = malloc(work_bytes ? work_bytes : 1);
+    c.w.W = c.w.U = NULL;
+    if (status == FL_OK)
+        status = fl_forward_packed(&c.d, &c.state, &c.in, &c.w, packed, work, work_bytes);
+    if (check(g, status == FL_OK, "%s: status %d", where, status)) {
+        const size_t size = p->dtype ? sizeof(double) : sizeof(float);
+        const void *x[] = {r.h, r.c, r.gates, r.hn}, *y[] = {plain->h, plain->c, plain->gates,
+                                                              plain->hn};
+        const ptrdiff_t n[] = {r.n_h, r.n_c, r.n_gates, r.n_hn};
+        int same = 1;
+        for (int i = 0; i < 4; i++)
+            same &= !n[i] || memcmp(x[i], y[i], size * (size_t)n[i]) == 0;
+        check(g, same, "%s: bits differ from fl_forward's", where);
+    }
+    free(work);
+    free(packed);
+    free_run(&r);
+}
+
+/* fl_forward_packed against fl_forward: every kind, dtype and level, 1-3 threads, with the tile of
+ * each batch size (row, pair, narrow, wide) and the steps computing their own input side (B >= 8);
+ * then the checks of the packed weights against the call. */
+long test_packed(void)
+{
+    struct check_group g = check_begin("packed weights");
+    struct rng rng = {0x5eed0008};
+    static const ptrdiff_t shapes[][4] = {{5, 1, 7, 17}, {3, 2, 3, 41}, {4, 3, 5, 9},
+                                          {2, 7, 2, 20}, {3, 9, 16, 64}, {2, 12, 0, 5},
+                                          {0, 2, 3, 4},  {2, 1, 300, 70}};
+    for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
+        for (int dtype = 0; dtype <= 1; dtype++)
+            for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++) {
+                const ptrdiff_t T = shapes[q][0], B = shapes[q][1], I = shapes[q][2],
+                                H = shapes[q][3];
+                struct problem p =
+                    make_problem(&rng, kind, dtype, 0, T, B, I, H, q % 2 ? WITH_LENGTHS : ALL_GIVEN);
+                for (int simd = 0; simd <= fl_simd_max(); simd++)
+                    for (int threads = 1; threads <= 3; threads++) {
+                        char where[160];
+                        snprintf(where, sizeof where, "%s %s T%td B%td I%td H%td %s threads %d",
+                                 kind_name(kind), dtype ? "f64" : "f32", T, B, I, H,
+                                 fl_simd_name(simd), threads);
+                        struct run plain;
+                        prepare_run(&p, &plain);
+                        const struct call c = call_of(&p, &plain, simd, threads);
+                        size_t bytes = 0;
+                        int status = fl_workspace(FL_FORWARD, &c.d, &bytes);
+                        void *work = malloc(bytes ? bytes : 1);
+                        if (status == FL_OK)
+                            status = fl_forward(&c.d, &c.state, &c.in, &c.w, work, bytes);
+                        free(work);
+                        if (check(&g, status == FL_OK, "%s: fl_forward status %d", where, status))
+                            check_packed_forward(&g, &p, simd, threads, &plain, where);
+                        free_run(&plain);
+                    }
+                free_problem(&p);
+            }
+
+    // the checks: packed for another call, misaligned, short, NULL; nothing written on an error
+    for (int dtype = 0; dtype <= 1; dtype++) {
+        struct problem p = make_problem(&rng, FL_LSTM, dtype, 0, 3, 1, 5, 6, ALL_GIVEN);
+        struct run r;
+        prepare_run(&p, &r);
+        const struct call c = call_of(&p, &r, fl_simd_max(), 2);
+        size_t bytes = 0, work_bytes = 0;
+        check(&g, fl_pack_bytes(&c.d, &bytes) == FL_OK && bytes > 0, "fl_pack_bytes");
+        fl_workspace(FL_FORWARD, &c.d, &work_bytes);
+        unsigned char *packed = aligned_alloc(64, (bytes + 64 + 63) / 64 * 64);
+        void *work = malloc(work_bytes);
+        check(&g, fl_pack(&c.d, &c.w, packed + 4, bytes) == FL_ERR_ARGUMENT,
+              "fl_pack: misaligned buffer accepted");
+        check(&g, fl_pack(&c.d, &c.w, packed, bytes - 1) == FL_ERR_WORKSPACE,
+              "fl_pack: short buffer accepted");
+        struct fl_weights no_U = c.w;
+        no_U.U = NULL;
+        check(&g, fl_pack(&c.d, &no_U, packed, bytes) == FL_ERR_ARGUMENT, "fl_pack: NULL U");
+        check(&g, fl_pack(&c.d, &c.w, packed, bytes) == FL_OK, "fl_pack");
+        struct {
+            const char *what;
+            struct fl_desc d;
+        } others[] = {{"B = 2 (another tile)", c.d}, {"H = 5", c.d}, {"I = 4", c.d},
+                      {"kind GRU", c.d}, {"the other dtype", c.d}, {"the portable level", c.d}};
+        others[0].d.B = 2;
+        others[1].d.H = 5;
+        others[2].d.I = 4;
+        others[3].d.kind = FL_GRU;
+        others[4].d.dtype = !dtype;
+        others[5].d.simd = FL_SIMD_PORTABLE;
+        const int n_others = fl_simd_max() > FL_SIMD_PORTABLE ? 6 : 5;
+        for (int i = 0; i < n_others; i++) {
+            // arrays large enough for any of these calls, so that only the packing is wrong
+            size_t need = 0;
+            fl_workspace(FL_FORWARD, &others[i].d, &need);
+            void *big = malloc(need);
+            double *arrays = calloc(4096, sizeof(double));
+            struct fl_weights w = {NULL, NULL, arrays};
+            struct fl_inputs in = {arrays, NULL, NULL};
+            struct fl_state out = {arrays + 1024, arrays + 2048, arrays + 3072, arrays + 3072};
+            check(&g, fl_forward_packed(&others[i].d, &out, &in, &w, packed, big, need) ==
+                          FL_ERR_PACKED,
+                  "fl_forward_packed with weights packed for %s", others[i].what);
+            free(arrays);
+            free(big);
+        }
+        struct fl_weights w = c.w;
+        fill_outputs(&r, dtype);
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed + 4, work, work_bytes) ==
+                          FL_ERR_ARGUMENT &&
+                      outputs_intact(&r, dtype),
+              "fl_forward_packed: misaligned packed weights accepted, or outputs written");
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, NULL, work, work_bytes) ==
+                      FL_ERR_ARGUMENT,
+              "fl_forward_packed: NULL packed weights accepted");
+        memset(packed, 0, 8);
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed, work, work_bytes) ==
+                          FL_ERR_PACKED &&
+                      outputs_intact(&r, dtype),
+              "fl_forward_packed: a buffer fl_pack did not fill accepted, or outputs written");
+        free(work);
+        free(packed);
+        free_run(&r);
+        free_problem(&p);
+    }
+    return check_summary(&g, "fl_forward_packed against fl_forward, bit for bit; its checks");
+}
