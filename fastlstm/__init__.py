@@ -65,6 +65,7 @@ from ._functions import (
     rnn_forward,
 )
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .frozen import Frozen
 from .stream import Stream
 from . import train
 
@@ -76,6 +77,7 @@ __all__ = reference.__all__ + [
     "GRUCell",
     "RNNCell",
     "Stream",
+    "Frozen",
     "reference",
     "train",
     "get_num_threads",

@@ -9,6 +9,7 @@ cdef extern from "fastlstm.h" nogil:
         FL_ERR_WORKSPACE
         FL_ERR_ARGUMENT
         FL_ERR_OVERFLOW
+        FL_ERR_PACKED
 
     cpdef enum fl_kind:
         FL_LSTM
@@ -73,6 +74,11 @@ cdef extern from "fastlstm.h" nogil:
     int fl_workspace(int pass_, const fl_desc *d, size_t *nbytes)
     int fl_forward(const fl_desc *d, const fl_state *out, const fl_inputs *inp,
                    const fl_weights *w, void *workspace, size_t workspace_bytes)
+    int fl_pack_bytes(const fl_desc *d, size_t *nbytes)
+    int fl_pack(const fl_desc *d, const fl_weights *w, void *packed, size_t packed_bytes)
+    int fl_forward_packed(const fl_desc *d, const fl_state *out, const fl_inputs *inp,
+                          const fl_weights *w, const void *packed, void *workspace,
+                          size_t workspace_bytes)
     int fl_backward(const fl_desc *d, const fl_grads *out, const fl_state *saved,
                     const fl_output_grads *dout, const fl_inputs *inp, const fl_weights *w,
                     void *workspace, size_t workspace_bytes)

@@ -89,6 +89,9 @@ cdef _raise_for(int status):
         raise ValueError("fastlstm: this CPU does not run the requested SIMD level")
     if status == FL_ERR_OVERFLOW:
         raise MemoryError("fastlstm: these sizes need more memory than can be addressed")
+    if status == FL_ERR_PACKED:
+        raise ValueError("packed: expected weights packed for this call's kind, dtype, SIMD "
+                         "level, I, H and batch size, got weights packed for another")
     raise RuntimeError(f"fastlstm: the C layer refused the call (status {status})")
 
 
@@ -162,13 +165,27 @@ cdef fl_desc _desc(int kind, int typenum, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
     return d
 
 
-cdef fl_weights _weights(const fl_desc *d, int typenum, object W, object U, object b) except *:
+cdef fl_weights _weights(const fl_desc *d, int typenum, object W, object U, object b,
+                        bint needs_W_U=True, bint needs_b=True) except *:
+    """The weights of a call: W and U required unless they come packed (then None or unread), b
+    in the forwards only."""
     cdef fl_weights w
     cdef ptrdiff_t N = fl_gates(d.kind) * d.H
-    w.W = _data(W, "W", typenum, (d.I, N), True)
-    w.U = _data(U, "U", typenum, (d.H, N), True)
-    w.b = _data(b, "b", typenum, _bias_shape(d.kind, N), True)
+    w.W = _data(W, "W", typenum, (d.I, N), needs_W_U or W is not None)
+    w.U = _data(U, "U", typenum, (d.H, N), needs_W_U or U is not None)
+    w.b = _data(b, "b", typenum, _bias_shape(d.kind, N), needs_b)
     return w
+
+
+cdef void *_packed_data(object packed) except? NULL:
+    """The data of a buffer pack() made: a 1-d C-contiguous uint8 array."""
+    if (type(packed) is not cnp.ndarray or cnp.PyArray_TYPE(<cnp.ndarray>packed) != cnp.NPY_UINT8
+            or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>packed)
+            or cnp.PyArray_NDIM(<cnp.ndarray>packed) != 1):
+        raise ValueError(f"packed: expected the uint8 array fastlstm packed the weights into, got "
+                         f"{getattr(packed, 'dtype', type(packed).__name__)} "
+                         f"{getattr(packed, 'shape', '')}")
+    return cnp.PyArray_DATA(<cnp.ndarray>packed)
 
 
 cdef cnp.ndarray _workspace(int pass_, const fl_desc *d):
@@ -204,16 +221,38 @@ def matmul(C, A, B, bint trans_a, bint trans_b, int num_threads, int simd):
 # Arrays a kind has not (the cell state but for the LSTM, gates for the RNN, hn but for the GRU)
 # are ignored and may be None.
 
+def pack(int kind, W, U, ptrdiff_t B, int num_threads, int simd):
+    """A new uint8 array (64-byte aligned) holding W (I, N) and U (H, N) packed for the forwards of
+    B rows (fl_pack)."""
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>U)
+    cdef ptrdiff_t H = U.shape[0], I = W.shape[0]
+    cdef fl_desc d = _desc(kind, t, 0, B, I, H, num_threads, simd)
+    cdef fl_weights w = _weights(&d, t, W, U, None, True, False)
+    cdef size_t nbytes
+    _raise_for(fl_pack_bytes(&d, &nbytes))
+    cdef cnp.ndarray memory = np.empty(nbytes + 64, np.uint8)
+    cdef size_t start = (64 - <size_t>cnp.PyArray_DATA(memory) % 64) % 64
+    cdef cnp.ndarray packed = memory[start:start + nbytes]
+    cdef void *data = cnp.PyArray_DATA(packed)
+    cdef int status
+    with nogil:
+        status = fl_pack(&d, &w, data, nbytes)
+    _raise_for(status)
+    return packed
+
+
 def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, int num_threads,
-            int simd):
+            int simd, packed=None):
     """hs_ext (T+1, B, H), and the kind's cs_ext (T+1, B, H), gates (T, B, N) and hn (T, B, H),
     := the forward of xs (T, B, I) from h0, c0 (B, H) (None: zeros), each row for its own length
-    (lengths (B,) np.intp, or None: T)."""
+    (lengths (B,) np.intp, or None: T). With `packed` (pack()'s array for this call's kind,
+    dtype, SIMD level, I, H and B), W and U are not read and may be None."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
-    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
+    cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = hs_ext.shape[2]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
     cdef ptrdiff_t N = fl_gates(kind) * H
-    cdef fl_weights w = _weights(&d, t, W, U, b)
+    cdef fl_weights w = _weights(&d, t, W, U, b, packed is None)
+    cdef const void *packed_data = NULL if packed is None else _packed_data(packed)
     cdef fl_inputs inp
     cdef fl_state out
     inp.x = _data(xs, "xs", t, (T, B, I), True)
@@ -229,7 +268,10 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
     cdef size_t nbytes = work.shape[0]
     cdef int status
     with nogil:
-        status = fl_forward(&d, &out, &inp, &w, workspace, nbytes)
+        if packed_data == NULL:
+            status = fl_forward(&d, &out, &inp, &w, workspace, nbytes)
+        else:
+            status = fl_forward_packed(&d, &out, &inp, &w, packed_data, workspace, nbytes)
     _raise_for(status)
 
 
@@ -241,10 +283,7 @@ def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs
     cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
     cdef ptrdiff_t N = fl_gates(kind) * H
-    cdef fl_weights w
-    w.W = _data(W, "W", t, (I, N), True)
-    w.U = _data(U, "U", t, (H, N), True)
-    w.b = NULL
+    cdef fl_weights w = _weights(&d, t, W, U, None, True, False)
     cdef fl_inputs inp
     inp.x = _data(xs, "xs", t, (T, B, I), True)
     inp.h0 = inp.c0 = NULL

@@ -96,8 +96,9 @@ def _zeros_if_none(state, like, H):
 # ---- one body per pass, for every kind --------------------------------------------------------------
 
 
-def _forward(kind, xs, h0, c0, W, U, b, lengths):
-    """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments."""
+def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None):
+    """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments; `packed`, W and U packed
+    for it by _core.pack, or None (packed by the call)."""
     T, B, _ = xs.shape
     H, dtype = U.shape[0], xs.dtype
     saved = {name: np.empty((T + 1, B, H) if name.endswith("_ext") else
@@ -105,7 +106,7 @@ def _forward(kind, xs, h0, c0, W, U, b, lengths):
              for name in kind.saved}
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
     _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0, c0, xs, W,
-                  U, b, lengths, *_config.kernel_args())
+                  U, b, lengths, *_config.kernel_args(), packed)
     cache = _CACHES[kind][0](xs, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), W, U,
                              lengths)
     finals = (hs_ext[T].copy(), cs_ext[T].copy()) if kind.cell_state else (hs_ext[T].copy(),)
@@ -125,12 +126,12 @@ def _backward(dhs, dh_T, dc_T, k):
     return (dxs, dh0, dc0, dW, dU, db) if kind.cell_state else (dxs, dh0, dW, dU, db)
 
 
-def _sequence_forward(kind, xs, states, W, U, b, lengths):
+def _sequence_forward(kind, xs, states, W, U, b, lengths, packed=None):
     names = ("h0", "c0") if kind.cell_state else ("h0",)
     xs, states, W, U, b = _validate.recurrent_args(
         kind, ("xs", xs), list(zip(names, states)), W, U, b, sequence=True)
     lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
-    return _forward(kind, xs, *states, *([None] * (2 - len(states))), W, U, b, lengths)
+    return _forward(kind, xs, *states, *([None] * (2 - len(states))), W, U, b, lengths, packed)
 
 
 def _sequence_backward(kind, dhs, finals, cache):

@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import convert
 from ._kinds import GRU as GRU_KIND, LSTM as LSTM_KIND, RNN as RNN_KIND, Kind, bias_shape
 from ._validate import float_dtype, positive_int, sequence_lengths, shaped_array
+from .frozen import Frozen
 from .stream import Stream, stream_of
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -307,6 +308,15 @@ class _Sequence(_Module):
         state : (h_n, c_n) for the LSTM, h_n for the RNN; each (num_layers*D, B, H)
             The final state: pass it to the next call to continue the sequences (unidirectional).
         """
+        forward = self._function("forward")
+        out, state, self._saved = self._forward_stack(x, state, lengths, lambda j: forward)
+        self._backward_done = False
+        return out, state
+
+    def _forward_stack(self, x, state, lengths, forward_of):
+        """(out, state, saved) of :meth:`forward`: saved is what its backward needs; forward_of(j)
+        is the function (the backend's ``{kind}_forward`` or its like) that runs layer k's
+        direction d, j = k*D + d."""
         xs = self._time_major("x", x, ("I", self.input_size))
         T, B = xs.shape[:2]
         H, D, S = self.hidden_size, self.num_directions, len(self._state_names)
@@ -319,7 +329,6 @@ class _Sequence(_Module):
             index = np.where(t < lengths, lengths - 1 - t, t)
             mask = (t < lengths)[:, :, np.newaxis]
 
-        forward = self._function("forward")
         finals = [np.empty((self.num_layers * D, B, H), self.dtype) for _ in range(S)]
         caches = []
         layer_input = xs
@@ -329,7 +338,7 @@ class _Sequence(_Module):
                 j = k * D + d
                 W, U, b = (self.params[f"{p}_l{k}{s}"] for p in "WUb")
                 seq = self._reverse_time(layer_input, index) if d else layer_input
-                hs, *final, cache = forward(
+                hs, *final, cache = forward_of(j)(
                     seq, *[None if a is None else a[j] for a in states], W, U, b, **extra
                 )
                 outs.append(self._reverse_time(hs, index) if d else hs)
@@ -340,12 +349,39 @@ class _Sequence(_Module):
             layer_input = np.concatenate(outs, axis=2) if D == 2 else outs[0].copy()
             if mask is not None:
                 layer_input *= mask
-        self._saved = dict(caches=caches, T=T, B=B, index=index, mask=mask)
-        self._backward_done = False
         out = layer_input
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
-        return out, self._pack_state(finals)
+        saved = dict(caches=caches, T=T, B=B, index=index, mask=mask)
+        return out, self._pack_state(finals), saved
+
+    def freeze(self) -> Frozen:
+        """This layer's forward for inference, with its weights as they are now, packed once.
+
+        A forward packs W and U for its kernels at every call, which costs as much as all the steps
+        of a short sequence at small batches and large H. The frozen forward copies the weights
+        now and packs them at its first call with each batch size, as an inference engine packs
+        its constant weights when a session is made.
+
+        Returns
+        -------
+        Frozen
+            ``frozen(x, state=None, lengths=None)`` returns what ``forward`` returns, the same
+            bits, and keeps no cache for a backward. Later changes to ``params`` are not seen:
+            freeze again. See :class:`fastlstm.frozen.Frozen`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastlstm
+        >>> lstm = fastlstm.LSTM(3, 4, num_layers=2, seed=0)
+        >>> x = np.random.default_rng(0).standard_normal((5, 2, 3))      # (T, B, I)
+        >>> frozen = lstm.freeze()
+        >>> out, (h_n, c_n) = frozen(x)
+        >>> bool(np.array_equal(out, lstm(x)[0]))
+        True
+        """
+        return Frozen(self)
 
     def stream(self, batch_size: int = 1) -> Stream:
         """A stream that steps this layer one time step at a time, its state kept inside.

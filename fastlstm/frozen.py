@@ -1,0 +1,134 @@
+"""Inference with weights that no longer change: a layer's forward, its weights packed once.
+
+The kernels read W and U in a packed layout, panels shaped for their register tiles. A forward
+packs both at every call, because a training step changes them between calls. That costs two
+passes over the weights, and at small batches and large H it costs as much as all the steps of a
+short sequence (T = 25, B = 1-4, H = 512: a quarter to a third of the forward). An inference engine
+such as onnxruntime packs its constant weights once, when the session is made. A :class:`Frozen`,
+made by ``layer.freeze()``, does the same for a fastlstm layer.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _config, _core, _functions
+
+if TYPE_CHECKING:
+    from .layers import _Sequence
+
+__all__ = ["Frozen"]
+
+# The batch sizes (with the SIMD level) whose packed weights a Frozen keeps: the B of a call
+# chooses the tile of the per-step product, and so the packing.
+_KEPT_PACKINGS = 4
+
+
+class Frozen:
+    """A layer's forward for inference, its weights copied when it is made and packed once per
+    batch size. Made by ``layer.freeze()``.
+
+    - ``frozen(x, state=None, lengths=None)`` (or ``frozen.forward``) takes and returns what
+      ``layer.forward`` does, with the same bits, but keeps no cache: there is no backward.
+    - The weights are copies of the layer's when ``freeze`` was called: training the layer, or
+      ``load``, does not change them. Freeze again to use new weights.
+    - They are packed at the first call with each batch size B (B chooses the register tile of the
+      per-step product, which the packing follows), and kept for the last four batch sizes used.
+      A packing takes about as long as one forward's own; the calls after it skip it.
+    - The thread count is the current one at each call (``fastlstm.set_num_threads``); every
+      thread count gives the same bits.
+    - With another backend than the C kernels (such as ``fastlstm.reference``), the frozen forward
+      runs that backend's forward on the copied weights: nothing is packed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastlstm
+    >>> gru = fastlstm.GRU(3, 4, bidirectional=True, batch_first=True, seed=0)
+    >>> frozen = gru.freeze()
+    >>> x = np.ones((2, 5, 3), np.float32)                         # (B, T, I)
+    >>> out, h_n = frozen(x)
+    >>> out.shape, h_n.shape
+    ((2, 5, 8), (2, 2, 4))
+    >>> bool(np.array_equal(out, gru(x)[0]))
+    True
+    """
+
+    def __init__(self, layer: _Sequence) -> None:
+        from .layers import _aligned_empty  # the layers import this module
+
+        # A copy of the layer that shares nothing it could change: its own parameter arrays
+        # (64-byte aligned, as the layer's own), and no gradients or cache.
+        self._layer = copy.copy(layer)
+        self._layer.params = {}
+        for name, value in layer.params.items():
+            self._layer.params[name] = _aligned_empty(value.shape, value.dtype)
+            self._layer.params[name][...] = value
+        self._layer.grads = {}
+        self._layer._saved = None
+        self._packs: collections.OrderedDict[tuple[int, int], dict[int, np.ndarray]] = (
+            collections.OrderedDict())
+        self._packing = layer.backend is importlib.import_module(__package__)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._layer!r})"
+
+    def __call__(self, x: ArrayLike, state: Any = None, lengths: Optional[ArrayLike] = None
+                 ) -> tuple[np.ndarray, Any]:
+        return self.forward(x, state, lengths)
+
+    def forward(self, x: ArrayLike, state: Any = None, lengths: Optional[ArrayLike] = None
+                ) -> tuple[np.ndarray, Any]:
+        """The frozen layer's forward: arguments and results as the layer's ``forward``.
+
+        Parameters
+        ----------
+        x : array_like, shape (T, B, I), or (B, T, I) if batch_first
+        state : None, or (h_0, c_0) for the LSTM, h_0 for the GRU and the RNN; each
+            (num_layers*D, B, H)
+        lengths : array_like of int, shape (B,), optional
+
+        Returns
+        -------
+        out : ndarray, shape (T, B, D*H), or (B, T, D*H) if batch_first
+        state : (h_n, c_n) for the LSTM, h_n for the GRU and the RNN; each (num_layers*D, B, H)
+        """
+        layer = self._layer
+        backend_forward = layer._function("forward")
+        if self._packing:
+            def forward_of(j):
+                return functools.partial(self._packed_forward, j)
+        else:
+            def forward_of(j):
+                return backend_forward
+        out, state, _ = layer._forward_stack(x, state, lengths, forward_of)
+        return out, state
+
+    def _packed_forward(self, j, xs, *args, lengths=None):
+        """The C forward of layer k's direction d (j = k*D + d) with its weights packed for B."""
+        *states, W, U, b = args
+        packed = self._packed(j, xs.shape[1], W, U)
+        return _functions._sequence_forward(self._layer._kind, xs, states, W, U, b, lengths,
+                                            packed)
+
+    def _packed(self, j, B, W, U):
+        """W and U of (layer, direction) j packed for B rows, packed now if they are not yet."""
+        threads, simd = _config.kernel_args()
+        key = (B, simd)
+        packs = self._packs.get(key)
+        if packs is None:
+            packs = self._packs[key] = {}
+            if len(self._packs) > _KEPT_PACKINGS:
+                self._packs.popitem(last=False)
+        else:
+            self._packs.move_to_end(key)
+        if j not in packs:
+            packs[j] = _core.pack(self._layer._kind.code, W, U, B, threads, simd)
+        return packs[j]
+
