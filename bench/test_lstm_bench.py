@@ -33,6 +33,8 @@ def skip_unless_runs(contender, pass_, dtype):
     """Skip the benchmark of a contender that is not installed or lacks the pass or dtype."""
     if contender == "torch":
         pytest.importorskip("torch")
+    if contender == bench.FROZEN and pass_ != "forward":
+        pytest.skip("the frozen forward has no backward")
     if contender == "onnxruntime":
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")

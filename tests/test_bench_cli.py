@@ -36,7 +36,9 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert [(r["T"], r["B"], r["I"], r["H"]) for r in report["results"]] == shapes
     for record in report["results"]:
         times = [ms for passes in record["ms"].values() for ms in passes.values()]
-        assert sorted(record["ms"]) == ["fastlstm", "reference"] and len(times) == 4
+        # fastlstm's and the reference's two passes, and the frozen forward
+        assert sorted(record["ms"]) == ["fastlstm", "fastlstm frozen", "reference"]
+        assert len(times) == 5
         assert all(ms > 0 for ms in times)
     # the step loops of the drop-in cell, in microseconds per step
     assert "step loop (T,B,I,H)" in done.stdout and "\n4,2,3,5 " in done.stdout
@@ -103,12 +105,16 @@ def test_bench_times_onnxruntime(tmp_path):
             "intra-op spinning off") in done.stdout
     assert "speed-up vs onnxruntime" in done.stdout
     report = json.loads(out.read_text())
-    assert report["contenders"] == ["fastlstm", "reference", "onnxruntime"]
+    assert report["contenders"] == ["fastlstm", "fastlstm frozen", "reference", "onnxruntime"]
     assert [r["kind"] for r in report["results"]] == ["lstm", "gru", "rnn"]
     for record in report["results"] + report["layer_results"]:
         assert sorted(record["ms"]["onnxruntime"]) == ["forward"]
         assert sorted(record["ms"]["fastlstm"]) == ["forward", "forward_backward"]
         assert record["speedup"]["onnxruntime"]["forward"] > 0
+        # and against the frozen forward, which is timed as the forward alone
+        assert sorted(record["ms"]["fastlstm frozen"]) == ["forward"]
+        assert record["speedup"]["onnxruntime"]["frozen"] == pytest.approx(
+            record["ms"]["onnxruntime"]["forward"] / record["ms"]["fastlstm frozen"]["forward"])
 
 
 def test_bench_leaves_onnxruntime_out_in_float64(tmp_path):

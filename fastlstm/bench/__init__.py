@@ -14,6 +14,11 @@ and on a small machine they would take a core from the timed call). Before a sha
 contender's outputs are checked against the reference's, since a benchmark of wrong results is
 worthless.
 
+fastlstm's forward packs its weights for its kernels at every call, since training changes them
+between calls; onnxruntime packs its constant weights once, when the session is made. So the
+forward is also timed frozen (``layer.freeze()``: the weights packed once, beforehand), and
+onnxruntime is set against both.
+
 FLOPs count the matrix products: forward = 2*T*B*(I+H)*G*H with G gates per unit (4 for the LSTM, 3
 for the GRU, 1 for the RNN), forward and backward = 3x that. They are set against the machine's GEMM
 peak, measured in the same run (before and after the shapes) as NumPy's matmul of two 2048 x 2048
@@ -47,9 +52,10 @@ and plot), ``streaming`` (the streaming table) and ``cli`` (the options).
 """
 from .cli import (add_arguments, cli, parse_kinds, parse_layers, parse_loops, parse_shapes,
                   parse_streams)
-from .contenders import (CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, TOLERANCES, check_close,
-                         onnxruntime_version, setup_fastlstm, setup_fastlstm_cell,
-                         setup_fastlstm_layer, setup_onnxruntime, setup_onnxruntime_layer,
+from .contenders import (CELL_CONTENDERS, CONTENDERS, FROZEN, LAYER_CONTENDERS, TOLERANCES,
+                         check_close, onnxruntime_version, setup_fastlstm, setup_fastlstm_cell,
+                         setup_fastlstm_frozen, setup_fastlstm_frozen_layer, setup_fastlstm_layer,
+                         setup_onnxruntime, setup_onnxruntime_layer,
                          setup_reference, setup_reference_cell, setup_reference_layer, setup_torch,
                          setup_torch_cell, setup_torch_layer, torch_version, verify)
 from .loop import LOOPS, bench_training_loop, make_training_step

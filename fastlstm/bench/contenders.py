@@ -12,6 +12,10 @@ from fastlstm import reference
 
 from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
 
+# fastlstm's frozen forward (layer.freeze()): forward only, the weights packed once beforehand. It
+# is what compares with onnxruntime's session, which packs its constant weights when it is made.
+FROZEN = "fastlstm frozen"
+
 TOLERANCES = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-9}}
 # how onnxruntime runs: the thread count is the other contenders'; its workers must not spin after
 # a run (they would take cores from whatever runs next, and it from the others)
@@ -53,6 +57,24 @@ def _on_threads(call, threads):
 def setup_fastlstm(p, threads):
     """fastlstm's (forward, forward_backward) on `threads` threads."""
     return tuple(_on_threads(call, threads) for call in _module_passes(fastlstm, p))
+
+
+def _frozen_forward(layer, x, threads):
+    """(forward, None): the layer's ``freeze()`` on x, its weights packed before the timing, as
+    an inference engine's are when its session is made."""
+    frozen = layer.freeze()
+
+    def forward():
+        with fastlstm.num_threads(threads):
+            return {"hs": frozen(x)[0]}
+
+    forward()  # packs the weights for x's batch size
+    return forward, None
+
+
+def setup_fastlstm_frozen(p, threads):
+    """fastlstm's frozen forward (``layer.freeze()``) of the problem's one-layer layer."""
+    return _frozen_forward(problem_layer(p), p.xs, threads)
 
 
 def setup_reference(p, threads):
@@ -137,7 +159,8 @@ def setup_onnxruntime(p, threads):
 
 
 # name -> setup(problem, threads) returning the (forward, forward_backward) callables
-CONTENDERS = {"fastlstm": setup_fastlstm, "reference": setup_reference, "torch": setup_torch,
+CONTENDERS = {"fastlstm": setup_fastlstm, FROZEN: setup_fastlstm_frozen,
+              "reference": setup_reference, "torch": setup_torch,
               "onnxruntime": setup_onnxruntime}
 
 
@@ -282,6 +305,12 @@ def setup_torch_layer(problem, threads):
     return forward, forward_backward
 
 
+def setup_fastlstm_frozen_layer(problem, threads):
+    """The layer's frozen forward (``layer.freeze()``)."""
+    layer, x, _ = problem
+    return _frozen_forward(layer, x, threads)
+
+
 def setup_onnxruntime_layer(problem, threads):
     """The layer's ``to_onnx`` model on onnxruntime: forward only (float32)."""
     layer, x, _ = problem
@@ -289,7 +318,8 @@ def setup_onnxruntime_layer(problem, threads):
 
 
 # the same for the layer table
-LAYER_CONTENDERS = {"fastlstm": setup_fastlstm_layer, "reference": setup_reference_layer,
+LAYER_CONTENDERS = {"fastlstm": setup_fastlstm_layer, FROZEN: setup_fastlstm_frozen_layer,
+                    "reference": setup_reference_layer,
                     "torch": setup_torch_layer, "onnxruntime": setup_onnxruntime_layer}
 
 

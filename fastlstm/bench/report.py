@@ -65,12 +65,13 @@ def _gflops(r, p):
 # the table's column groups: title -> (format(record, pass) of a cell, the passes it has a column for)
 TABLE_GROUPS = {
     "fastlstm ms": (_ms("fastlstm"), PASSES),
+    "frozen ms": (_ms("fastlstm frozen"), FORWARD),
     "reference ms": (_ms("reference"), PASSES),
     "speed-up vs ref": (_speedup("reference"), PASSES),
     "torch ms": (_ms("torch"), PASSES),
     "speed-up vs torch": (_speedup("torch"), PASSES),
     "onnxruntime ms": (_ms("onnxruntime"), FORWARD),
-    "speed-up vs onnxruntime": (_speedup("onnxruntime"), FORWARD),
+    "speed-up vs onnxruntime": (_speedup("onnxruntime"), FORWARD + ("frozen",)),
     "fastlstm GFLOP/s (% of peak)": (_gflops, PASSES),
 }
 
@@ -97,7 +98,8 @@ KIND_TITLES = {
 
 def _table(first_column, groups, records, label):
     """The text table of `records` under the column `groups`, each row starting with label(r)."""
-    columns = [("", first_column)] + [(title, PASS_LABELS[p]) for title, (_, passes)
+    labels = {**PASS_LABELS, "frozen": "frozen"}  # onnxruntime against the frozen forward
+    columns = [("", first_column)] + [(title, labels[p]) for title, (_, passes)
                                       in groups.items() for p in passes]
     rows = [[label(r)] + [cell(r, p) for cell, passes in groups.values() for p in passes]
             for r in records]
@@ -121,7 +123,8 @@ def format_report(report):
         f"NumPy's BLAS (GEMM peak and reference) runs on {s['blas_threads']}",
         f"times in ms: minimum of {s['repeat']} interleaved rounds, each timed call after "
         f"{s['settle_seconds']} s of untimed ones; "
-        f"speed-up = contender's time / fastlstm's time",
+        f"speed-up = contender's time / fastlstm's time; frozen = layer.freeze()'s forward, "
+        f"its weights packed beforehand as onnxruntime's session packs its own",
         "",
     ]
     by_kind = {kind: [r for r in report["results"] if r.get("kind", "lstm") == kind]

@@ -10,8 +10,8 @@ import numpy as np
 import fastlstm
 from fastlstm import _config
 
-from .contenders import (CELL_CONTENDERS, CONTENDERS, LAYER_CONTENDERS, ONNXRUNTIME_SETTINGS,
-                         onnxruntime_version, torch_version, verify)
+from .contenders import (CELL_CONTENDERS, CONTENDERS, FROZEN, LAYER_CONTENDERS,
+                         ONNXRUNTIME_SETTINGS, onnxruntime_version, torch_version, verify)
 from .loop import LOOPS, bench_training_loop
 from .problems import (CELLS, LAYER_CLASSES, LAYERS, PASSES, flops_forward, layer_flops_forward,
                        make_layer_problem, make_problem)
@@ -95,12 +95,16 @@ def _bench(problem, shape, forward_flops, names, threads, dtype, repeat, contend
     T, B, I, H = shape
     flops = {"forward": forward_flops, "forward_backward": 3 * forward_flops}
     gflops = {p: flops[p] / ms["fastlstm", p] / 1e6 for p in PASSES}
+    speedup = {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES if (name, p) in ms}
+               for name in timed if name not in ("fastlstm", FROZEN)}
+    if (FROZEN, "forward") in ms and "onnxruntime" in speedup:
+        # onnxruntime against the frozen forward too: both with weights packed beforehand
+        speedup["onnxruntime"]["frozen"] = ms["onnxruntime", "forward"] / ms[FROZEN, "forward"]
     return {
         "T": T, "B": B, "I": I, "H": H,
         "flops": flops,
         "ms": {name: {p: ms[name, p] for p in PASSES if (name, p) in ms} for name in timed},
-        "speedup": {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES if (name, p) in ms}
-                    for name in timed if name != "fastlstm"},
+        "speedup": speedup,
         "gflops": gflops,
     }
 
@@ -139,7 +143,7 @@ def run(shapes, threads, dtype="float32", repeat=DEFAULT_REPEAT, use_torch=True,
         "--no-onnxruntime", None if dtype == "float32" else "its recurrent kernels are float32 only")
     if onnxruntime_name:
         onnxruntime_note += f": {ONNXRUNTIME_SETTINGS}"
-    names = ["fastlstm", "reference"] + torch_name + onnxruntime_name
+    names = ["fastlstm", FROZEN, "reference"] + torch_name + onnxruntime_name
     with blas_threads(threads) as blas_note:
         log(f"measuring the GEMM peak ({GEMM_SIZE}x{GEMM_SIZE} {dtype}) ...")
         peak = gemm_peak(dtype)
