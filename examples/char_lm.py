@@ -66,9 +66,11 @@ class CharLM:
         # all the ranks' streams (their mean, weighted by each rank's number of streams).
         self.optimizer = parallel.optimizer(Adam(self.params, lr=lr), max_norm=clip)
 
-    def logits(self, chars, state=None):
-        """Scores (T, B, V) after each of chars (T, B), and the final state, from `state`."""
-        out, state = self.lstm(self.onehot[chars], state)
+    def logits(self, chars, state=None, lstm=None):
+        """Scores (T, B, V) after each of chars (T, B), and the final state, from `state`; by
+        `lstm`, the model's LSTM (None) or a frozen copy of it for inference (no cache kept, the
+        weights packed once)."""
+        out, state = (lstm or self.lstm)(self.onehot[chars], state)
         return self.head(out), state
 
     def train_step(self, chunk, state):
@@ -88,22 +90,23 @@ class CharLM:
         """Mean cross-entropy (nats per character) of predicting each next character of `ids`,
         cut into B streams, of which this evaluates `rows`."""
         data = streams(ids, B)[:, rows]
-        total, count, state = 0.0, 0, None
+        total, count, state, frozen = 0.0, 0, None, self.lstm.freeze()
         for start in range(0, len(data) - 1, T):
             chunk = data[start : start + T + 1]
-            logits, state = self.logits(chunk[:-1], state)
+            logits, state = self.logits(chunk[:-1], state, frozen)
             loss, _ = softmax_cross_entropy(logits, chunk[1:])
             total, count = total + loss * chunk[1:].size, count + chunk[1:].size
         return total / count
 
     def sample(self, prime, n, temperature, rng):
         """`n` characters (indices) after `prime`: a T=1 forward per character, state carried."""
-        logits, state = self.logits(np.asarray(prime)[:, np.newaxis])
+        frozen = self.lstm.freeze()
+        logits, state = self.logits(np.asarray(prime)[:, np.newaxis], None, frozen)
         out = []
         for _ in range(n):
             p = softmax(logits[-1, 0].astype(np.float64) / temperature)
             out.append(int(rng.choice(len(p), p=p)))
-            logits, state = self.logits(np.array([[out[-1]]]), state)
+            logits, state = self.logits(np.array([[out[-1]]]), state, frozen)
         return out
 
 
