@@ -13,6 +13,7 @@ import collections
 import copy
 import functools
 import importlib
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -74,6 +75,7 @@ class Frozen:
         self._layer._saved = None
         self._packs: collections.OrderedDict[tuple[int, int], dict[int, np.ndarray]] = (
             collections.OrderedDict())
+        self._lock = threading.Lock()
         self._packing = layer.backend is importlib.import_module(__package__)
 
     def __repr__(self) -> str:
@@ -118,17 +120,19 @@ class Frozen:
                                             packed)
 
     def _packed(self, j, B, W, U):
-        """W and U of (layer, direction) j packed for B rows, packed now if they are not yet."""
+        """W and U of (layer, direction) j packed for B rows, packed now if they are not yet.
+
+        The cache's bookkeeping holds a lock, so that Python threads may share a Frozen; the
+        packing itself does not (two threads may pack the same weights alike at once)."""
         threads, simd = _config.kernel_args()
         key = (B, simd)
-        packs = self._packs.get(key)
-        if packs is None:
-            packs = self._packs[key] = {}
-            if len(self._packs) > _KEPT_PACKINGS:
+        with self._lock:
+            packs = self._packs.pop(key, None) or {}
+            self._packs[key] = packs  # the most recently used last
+            while len(self._packs) > _KEPT_PACKINGS:
                 self._packs.popitem(last=False)
-        else:
-            self._packs.move_to_end(key)
-        if j not in packs:
-            packs[j] = _core.pack(self._layer._kind.code, W, U, B, threads, simd)
-        return packs[j]
+            packed = packs.get(j)
+        if packed is None:
+            packed = packs[j] = _core.pack(self._layer._kind.code, W, U, B, threads, simd)
+        return packed
 

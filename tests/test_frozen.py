@@ -116,6 +116,34 @@ def test_frozen_keeps_the_last_batch_sizes():
     assert list(frozen._packs)[-1][0] == 1
 
 
+def test_frozen_shared_by_python_threads():
+    """Threads calling one Frozen with five batch sizes at once (more than it keeps packed) each
+    get the layer's bits."""
+    import threading
+
+    rng = np.random.default_rng(14)
+    layer = fastlstm.LSTM(9, 33, num_layers=2, seed=15)
+    frozen = layer.freeze()
+    xs = [rng.standard_normal((4, B, 9)) for B in (1, 2, 3, 5, 8)]
+    wants = [layer(x) for x in xs]
+    failures = []
+
+    def run(k):
+        for _ in range(20):
+            x, want = xs[k % len(xs)], wants[k % len(xs)]
+            got = frozen(x)
+            if not all(np.array_equal(g, w) for g, w in zip(all_outputs(got), all_outputs(want))):
+                failures.append(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(frozen._packs) == frozen_module._KEPT_PACKINGS
+
+
 def test_frozen_with_the_reference_backend():
     """Another backend's frozen forward runs that backend on the copied weights."""
     rng = np.random.default_rng(11)
