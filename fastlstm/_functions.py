@@ -96,14 +96,19 @@ def _zeros_if_none(state, like, H):
 # ---- one body per pass, for every kind --------------------------------------------------------------
 
 
-def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None):
+def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
     """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments; `packed`, W and U packed
-    for it by _core.pack, or None (packed by the call)."""
+    for it by _core.pack, or None (packed by the call). `scratch(name, shape, dtype)`, if given,
+    gives the saved arrays but hs_ext (whose hs is returned): a caller that keeps no cache may
+    reuse them from call to call."""
     T, B, _ = xs.shape
     H, dtype = U.shape[0], xs.dtype
-    saved = {name: np.empty((T + 1, B, H) if name.endswith("_ext") else
-                            (T, B, kind.gates * H) if name == "gates" else (T, B, H), dtype)
-             for name in kind.saved}
+    saved = {}
+    for name in kind.saved:
+        shape = ((T + 1, B, H) if name.endswith("_ext") else
+                 (T, B, kind.gates * H) if name == "gates" else (T, B, H))
+        saved[name] = (np.empty(shape, dtype) if scratch is None or name == "hs_ext" else
+                       scratch(name, shape, dtype))
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
     _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0, c0, xs, W,
                   U, b, lengths, *_config.kernel_args(), packed)
@@ -126,12 +131,13 @@ def _backward(dhs, dh_T, dc_T, k):
     return (dxs, dh0, dc0, dW, dU, db) if kind.cell_state else (dxs, dh0, dW, dU, db)
 
 
-def _sequence_forward(kind, xs, states, W, U, b, lengths, packed=None):
+def _sequence_forward(kind, xs, states, W, U, b, lengths, packed=None, scratch=None):
     names = ("h0", "c0") if kind.cell_state else ("h0",)
     xs, states, W, U, b = _validate.recurrent_args(
         kind, ("xs", xs), list(zip(names, states)), W, U, b, sequence=True)
     lengths = _validate.sequence_lengths(lengths, *xs.shape[:2])
-    return _forward(kind, xs, *states, *([None] * (2 - len(states))), W, U, b, lengths, packed)
+    return _forward(kind, xs, *states, *([None] * (2 - len(states))), W, U, b, lengths, packed,
+                    scratch)
 
 
 def _sequence_backward(kind, dhs, finals, cache):

@@ -104,6 +104,28 @@ def test_frozen_weights_are_a_copy():
     np.testing.assert_allclose(dx, ref.backward(np.ones_like(after[0])), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_frozen_reuses_its_scratch_arrays(kind):
+    """The arrays a forward works in are kept from call to call (grown when a call needs more),
+    never the outputs, and every call still gives the layer's bits."""
+    rng = np.random.default_rng(16)
+    layer = KINDS[kind](4, 6, num_layers=2, bidirectional=True, seed=17)
+    frozen = layer.freeze()
+    outs = []
+    for T, B in [(5, 3), (9, 3), (3, 2), (9, 3)]:
+        x = rng.standard_normal((T, B, 4))
+        got = frozen(x)
+        assert_same_bits(got, layer(x))
+        outs.append(got[0])
+    kept = frozen._scratch.__dict__
+    assert sorted(kept) == sorted(set(layer._kind.saved) - {"hs_ext"})
+    assert all(not np.shares_memory(a, b) for a in outs for b in kept.values())
+    # a call no larger than the largest so far takes the same memory
+    before = {name: memory.ctypes.data for name, memory in kept.items()}
+    frozen(rng.standard_normal((2, 3, 4)))
+    assert {name: memory.ctypes.data for name, memory in kept.items()} == before
+
+
 def test_frozen_keeps_the_last_batch_sizes():
     """A packing per batch size, the last four kept; each batch size still gives the layer's bits."""
     rng = np.random.default_rng(9)
