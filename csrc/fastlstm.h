@@ -157,14 +157,15 @@ int fl_backward(const struct fl_desc *d, const struct fl_grads *out, const struc
  * may be NULL). The packing depends on the kind, dtype, SIMD level, I, H and, through the tile of
  * the per-step product, on B; not on T, the lengths or the thread count. The packed buffer starts
  * with a record of what it was packed for, which fl_forward_packed checks against its descriptor
- * (FL_ERR_PACKED); it must be 64-byte aligned. The results are bitwise those of fl_forward. */
+ * (FL_ERR_PACKED, also for a buffer of fewer bytes than this call's packing, whose record it then
+ * does not read); it must be 64-byte aligned. The results are bitwise those of fl_forward. */
 
 int fl_pack_bytes(const struct fl_desc *d, size_t *bytes);
 int fl_pack(const struct fl_desc *d, const struct fl_weights *w, void *packed,
             size_t packed_bytes);
 int fl_forward_packed(const struct fl_desc *d, const struct fl_state *out,
                       const struct fl_inputs *in, const struct fl_weights *w, const void *packed,
-                      void *workspace, size_t workspace_bytes);
+                      size_t packed_bytes, void *workspace, size_t workspace_bytes);
 
 /* One step, for callers that loop over time themselves: the same maths as a one-step sequence,
  * made cheap to call. The weights are read in place (never packed or cached, so changes to them

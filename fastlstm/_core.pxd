@@ -77,8 +77,8 @@ cdef extern from "fastlstm.h" nogil:
     int fl_pack_bytes(const fl_desc *d, size_t *nbytes)
     int fl_pack(const fl_desc *d, const fl_weights *w, void *packed, size_t packed_bytes)
     int fl_forward_packed(const fl_desc *d, const fl_state *out, const fl_inputs *inp,
-                          const fl_weights *w, const void *packed, void *workspace,
-                          size_t workspace_bytes)
+                          const fl_weights *w, const void *packed, size_t packed_bytes,
+                          void *workspace, size_t workspace_bytes)
     int fl_backward(const fl_desc *d, const fl_grads *out, const fl_state *saved,
                     const fl_output_grads *dout, const fl_inputs *inp, const fl_weights *w,
                     void *workspace, size_t workspace_bytes)

@@ -253,6 +253,7 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
     cdef ptrdiff_t N = fl_gates(kind) * H
     cdef fl_weights w = _weights(&d, t, W, U, b, packed is None)
     cdef const void *packed_data = NULL if packed is None else _packed_data(packed)
+    cdef size_t packed_bytes = 0 if packed is None else packed.shape[0]
     cdef fl_inputs inp
     cdef fl_state out
     inp.x = _data(xs, "xs", t, (T, B, I), True)
@@ -271,7 +272,8 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
         if packed_data == NULL:
             status = fl_forward(&d, &out, &inp, &w, workspace, nbytes)
         else:
-            status = fl_forward_packed(&d, &out, &inp, &w, packed_data, workspace, nbytes)
+            status = fl_forward_packed(&d, &out, &inp, &w, packed_data, packed_bytes, workspace,
+                                       nbytes)
     _raise_for(status)
 
 

@@ -204,6 +204,9 @@ def test_weights_packed_for_another_call_are_refused():
     with pytest.raises(ValueError, match="packed: expected weights packed for this call"):
         fastlstm._functions._sequence_forward(fastlstm._kinds.LSTM, xs, (None, None), W, U, b,
                                               None, packed)
+    with pytest.raises(ValueError, match="packed: expected weights packed for this call"):
+        fastlstm._functions._sequence_forward(fastlstm._kinds.LSTM, xs[:, :1], (None, None), W, U,
+                                              b, None, packed[:64])  # too short: never read
     with pytest.raises(ValueError, match="packed: expected the uint8 array"):
         fastlstm._functions._sequence_forward(fastlstm._kinds.LSTM, xs, (None, None), W, U, b,
                                               None, packed.view(np.int32))

@@ -987,7 +987,8 @@ static void check_packed_forward(struct check_group *g, const struct problem *p,
     void *work = malloc(work_bytes ? work_bytes : 1);
     c.w.W = c.w.U = NULL;
     if (status == FL_OK)
-        status = fl_forward_packed(&c.d, &c.state, &c.in, &c.w, packed, work, work_bytes);
+        status = fl_forward_packed(&c.d, &c.state, &c.in, &c.w, packed, packed_bytes, work,
+                                   work_bytes);
     if (check(g, status == FL_OK, "%s: status %d", where, status)) {
         const size_t size = p->dtype ? sizeof(double) : sizeof(float);
         const void *x[] = {r.h, r.c, r.gates, r.hn}, *y[] = {plain->h, plain->c, plain->gates,
@@ -1082,7 +1083,7 @@ long test_packed(void)
             struct fl_weights w = {NULL, NULL, arrays};
             struct fl_inputs in = {arrays, NULL, NULL};
             struct fl_state out = {arrays + 1024, arrays + 2048, arrays + 3072, arrays + 3072};
-            check(&g, fl_forward_packed(&others[i].d, &out, &in, &w, packed, big, need) ==
+            check(&g, fl_forward_packed(&others[i].d, &out, &in, &w, packed, bytes, big, need) ==
                           FL_ERR_PACKED,
                   "fl_forward_packed with weights packed for %s", others[i].what);
             free(arrays);
@@ -1090,15 +1091,20 @@ long test_packed(void)
         }
         struct fl_weights w = c.w;
         fill_outputs(&r, dtype);
-        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed + 4, work, work_bytes) ==
-                          FL_ERR_ARGUMENT &&
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed + 4, bytes, work,
+                                    work_bytes) == FL_ERR_ARGUMENT &&
                       outputs_intact(&r, dtype),
               "fl_forward_packed: misaligned packed weights accepted, or outputs written");
-        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, NULL, work, work_bytes) ==
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, NULL, bytes, work, work_bytes) ==
                       FL_ERR_ARGUMENT,
               "fl_forward_packed: NULL packed weights accepted");
+        fill_outputs(&r, dtype);
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed, bytes - 1, work,
+                                    work_bytes) == FL_ERR_PACKED &&
+                      outputs_intact(&r, dtype),
+              "fl_forward_packed: a buffer one byte short accepted, or outputs written");
         memset(packed, 0, 8);
-        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed, work, work_bytes) ==
+        check(&g, fl_forward_packed(&c.d, &c.state, &c.in, &w, packed, bytes, work, work_bytes) ==
                           FL_ERR_PACKED &&
                       outputs_intact(&r, dtype),
               "fl_forward_packed: a buffer fl_pack did not fill accepted, or outputs written");
