@@ -106,11 +106,12 @@ class Frozen:
         state : (h_n, c_n) for the LSTM, h_n for the GRU and the RNN; each (num_layers*D, B, H)
         """
         layer = self._layer
-        backend_forward = layer._function("forward")
         if self._packing:
             def forward_of(j):
                 return functools.partial(self._packed_forward, j)
         else:
+            backend_forward = layer._function("forward")
+
             def forward_of(j):
                 return backend_forward
         out, state, _ = layer._forward_stack(x, state, lengths, forward_of)
@@ -144,7 +145,9 @@ class Frozen:
         threads, simd = _config.kernel_args()
         key = (B, simd)
         with self._lock:
-            packs = self._packs.pop(key, None) or {}
+            packs = self._packs.pop(key, None)
+            if packs is None:
+                packs = {}
             self._packs[key] = packs  # the most recently used last
             while len(self._packs) > _KEPT_PACKINGS:
                 self._packs.popitem(last=False)

@@ -63,11 +63,7 @@ def _frozen_forward(layer, x, threads):
     """(forward, None): the layer's ``freeze()`` on x, its weights packed before the timing, as
     an inference engine's are when its session is made."""
     frozen = layer.freeze()
-
-    def forward():
-        with fastlstm.num_threads(threads):
-            return {"hs": frozen(x)[0]}
-
+    forward = _on_threads(lambda: {"hs": frozen(x)[0]}, threads)
     forward()  # packs the weights for x's batch size
     return forward, None
 
