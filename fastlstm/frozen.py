@@ -76,14 +76,28 @@ class Frozen:
             self._layer.params[name][...] = value
         self._layer.grads = {}
         self._layer._saved = None
+        self._packing = layer.backend is importlib.import_module(__package__)
+        self._empty_caches()
+
+    def _empty_caches(self) -> None:
+        """No packed weights and no scratch arrays yet: a copy or a pickle starts so too."""
         self._packs: collections.OrderedDict[tuple[int, int], dict[int, np.ndarray]] = (
             collections.OrderedDict())
         self._lock = threading.Lock()
         self._scratch = threading.local()  # each Python thread's scratch arrays (_scratch_array)
-        self._packing = layer.backend is importlib.import_module(__package__)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._layer!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The frozen layer without its caches (``copy.deepcopy`` and ``pickle`` go through here):
+        a lock cannot be pickled, and the packed weights, as large as the weights, are packed
+        again at the first call."""
+        return {"_layer": self._layer, "_packing": self._packing}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._empty_caches()
 
     def __call__(self, x: ArrayLike, state: Any = None, lengths: Optional[ArrayLike] = None
                  ) -> tuple[np.ndarray, Any]:

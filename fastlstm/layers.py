@@ -28,6 +28,7 @@ import importlib
 import inspect
 import json
 import os
+import sys
 from types import ModuleType
 from typing import Any, Optional, TypeVar, Union
 
@@ -55,6 +56,31 @@ def _default_backend():
     return importlib.import_module(__package__)
 
 
+class _ModuleName(str):
+    """The name of a backend module, standing in for it in a copy or a pickle."""
+
+
+class _Backed:
+    """Copies and pickles of an object with a ``backend`` (the layers, the cells, ``Linear``).
+
+    A module can be neither pickled nor deep-copied, so a backend module imported under its own
+    name travels as that name and is imported again: ``copy.deepcopy(model)`` keeps a model's best
+    weights, ``pickle`` sends it to another process. Any other backend travels as itself.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        backend = state["backend"]
+        if isinstance(backend, ModuleType) and sys.modules.get(backend.__name__) is backend:
+            state["backend"] = _ModuleName(backend.__name__)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if isinstance(self.backend, _ModuleName):
+            self.backend = importlib.import_module(self.backend)
+
+
 def _accepts_lengths(function):
     """Whether `function` takes a ``lengths`` keyword (the variable-length kernels)."""
     try:
@@ -80,8 +106,9 @@ def _aligned_empty(shape, dtype):
 # ---- what every layer and cell shares: parameters, gradients, save and load ----------------------
 
 
-class _Module:
-    """Parameters and gradients in two dicts with the same keys; save/load to .npz."""
+class _Module(_Backed):
+    """Parameters and gradients in two dicts with the same keys; save/load to .npz; copies and
+    pickles."""
 
     _kind: Kind  # fastlstm._kinds: the backend functions are {kind.name}_forward, ...
     _state_names = None  # ("h_0", "c_0") or ("h_0",): one array each, or a tuple when several

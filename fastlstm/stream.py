@@ -76,6 +76,13 @@ class Stream(_core.Stepper):
             num_threads, simd = kernel_args()
             self.bind(self._kind.code, self._weights, self._h, self._c, num_threads, simd)
 
+    def __reduce_ex__(self, protocol):
+        raise TypeError(
+            f"{type(self).__name__}: a stream cannot be copied or pickled (it steps its layer's "
+            f"own arrays); make a new one with layer.stream(batch_size), then reset(state) with "
+            f"this one's state"
+        )
+
     def _convert(self, x):
         """x checked and converted to a C-contiguous (B, I) array of the layer's dtype."""
         return shaped_array("x", x, ("B", "I"), (self.batch_size, self._layer.input_size),

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _validate
-from .layers import _default_backend
+from .layers import _Backed, _default_backend
 
 __all__ = ["softmax", "softmax_cross_entropy", "mse", "Linear", "collect", "clip_grad_norm",
            "SGD", "Adam", "save_checkpoint", "load_checkpoint"]
@@ -185,7 +185,7 @@ def _last_axis(name, value, symbol, size, dtype):
     return np.asarray(array, dtype)
 
 
-class Linear:
+class Linear(_Backed):
     """An affine layer ``y = x @ W + b`` over the last axis, with parameters and gradients.
 
     The read-out of a recurrent layer: per time step and batch row, from the H hidden units to K

@@ -1,7 +1,9 @@
 """layer.freeze(): the forward with its weights copied and packed once must give the layer's forward
 bit for bit, for every kind, dtype, stack, layout, batch tile and thread count, and never see
 later changes to the layer."""
+import copy
 import doctest
+import pickle
 
 import numpy as np
 import pytest
@@ -177,6 +179,25 @@ def test_frozen_with_the_reference_backend():
         p *= 2
     assert_same_bits(frozen(x), want)
     assert frozen._packs == {}
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))],
+                         ids=["deepcopy", "pickle"])
+def test_frozen_copies_and_pickles(copy_of):
+    """A copy of a Frozen that has packed: its own weights, no packings or scratch arrays until
+    its first call, then the layer's bits."""
+    rng = np.random.default_rng(16)
+    layer = fastlstm.GRU(5, 7, num_layers=2, bidirectional=True, seed=17)
+    frozen = layer.freeze()
+    x = rng.standard_normal((4, 3, 5))
+    want = frozen(x)
+    twin = copy_of(frozen)
+    assert twin._packs == {} and not vars(twin._scratch)
+    assert repr(twin) == repr(frozen)
+    assert_same_bits(twin(x), want)
+    assert len(twin._packs) == 1
+    for name, p in twin._layer.params.items():
+        assert not np.shares_memory(p, frozen._layer.params[name])
 
 
 def test_frozen_rejects_bad_input_as_the_layer_does():

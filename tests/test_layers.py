@@ -1,7 +1,9 @@
 """The layers (fastlstm.LSTM, RNN, LSTMCell, RNNCell): against a hand-written composition of the
 reference functions, against finite differences, against themselves run in chunks, and against
 torch.nn (when torch is installed)."""
+import copy
 import doctest
+import pickle
 import types
 
 import numpy as np
@@ -356,6 +358,69 @@ def test_save_load_round_trip(tmp_path, rng, make):
     np.savez(tmp_path / "other.npz", W=np.zeros(3))
     with pytest.raises(ValueError, match="not written by fastlstm"):
         type(layer).load(tmp_path / "other.npz")
+
+
+MAKERS = {
+    "LSTM": lambda backend: fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True,
+                                          dtype="float64", seed=0, backend=backend),
+    "GRU": lambda backend: fastlstm.GRU(3, 4, num_layers=2, seed=0, backend=backend),
+    "RNN": lambda backend: fastlstm.RNN(3, 4, seed=0, backend=backend),
+    "LSTMCell": lambda backend: fastlstm.LSTMCell(3, 4, seed=0, backend=backend),
+    "GRUCell": lambda backend: fastlstm.GRUCell(3, 4, dtype="float64", seed=0, backend=backend),
+    "RNNCell": lambda backend: fastlstm.RNNCell(3, 4, seed=0, backend=backend),
+}
+
+
+@pytest.mark.parametrize("backend", [None, ref], ids=["fastlstm", "reference"])
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda x: pickle.loads(pickle.dumps(x))],
+                         ids=["deepcopy", "pickle"])
+@pytest.mark.parametrize("name", MAKERS)
+def test_copy_and_pickle(rng, name, copy_of, backend):
+    """A deep copy or a pickle of a layer in the middle of training: the same backend (imported
+    again by name), configuration, parameters, gradients and saved forward, all its own."""
+    layer = MAKERS[name](backend)
+    shape = (2, 3) if isinstance(layer, layers._Cell) else (2, 5, 3) if layer.batch_first else (5, 2, 3)
+    x = rng.standard_normal(shape)
+
+    def output(result):  # (out, state) of a layer, (h, c) of an LSTMCell, h of the other cells
+        return result[0] if isinstance(result, tuple) else result
+
+    out = output(layer(x))
+    layer.backward(np.ones_like(out))
+    layer(x)  # a forward whose backward is still to come
+    twin = copy_of(layer)
+    assert twin.backend is layer.backend and repr(twin) == repr(layer)
+    for name_, p in layer.params.items():
+        np.testing.assert_array_equal(twin.params[name_], p)
+        np.testing.assert_array_equal(twin.grads[name_], layer.grads[name_])
+        assert not np.shares_memory(twin.params[name_], p)
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_array_equal(twin.backward(dout), layer.backward(dout))
+    for name_ in layer.grads:
+        np.testing.assert_array_equal(twin.grads[name_], layer.grads[name_])
+    twin.params[next(iter(twin.params))][...] = 0  # the copy's parameters are its own
+    assert layer.params[next(iter(layer.params))].any()
+
+
+def test_pickle_keeps_arrays_shared_with_an_optimizer(rng):
+    """A model pickled with its optimizer: the optimizer still updates the model's parameters."""
+    from fastlstm.train import SGD
+    lstm = fastlstm.LSTM(3, 4, seed=0)
+    optimizer = SGD(lstm.params, lr=0.5)
+    twin, twin_optimizer = pickle.loads(pickle.dumps((lstm, optimizer)))
+    out = twin(rng.standard_normal((5, 2, 3)))[0]
+    twin.backward(np.ones_like(out))
+    before = {k: v.copy() for k, v in twin.params.items()}
+    twin_optimizer.step(twin.grads)
+    assert all(not np.array_equal(twin.params[k], before[k]) for k in before)
+    np.testing.assert_array_equal(lstm.params["W_l0"], before["W_l0"])
+
+
+def test_copy_keeps_a_backend_that_is_not_a_module():
+    backend = types.SimpleNamespace(**{name: getattr(ref, name) for name in ref.__all__})
+    twin = copy.deepcopy(fastlstm.LSTM(3, 4, backend=backend))
+    assert twin.backend is not backend and twin.backend.lstm_forward is ref.lstm_forward
+    assert copy.copy(fastlstm.LSTM(3, 4, backend=backend)).backend is backend
 
 
 # ---- errors --------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Streaming inference: layer.stream(batch_size) steps a layer one time step at a time and must give
 what forward gives on the whole sequence, for every kind, dtype, stack and backend."""
+import copy
 import doctest
+import pickle
 import tracemalloc
 
 import numpy as np
@@ -208,6 +210,15 @@ def test_bidirectional_is_refused(kind):
     layer = KINDS[kind](3, 4, bidirectional=True)
     with pytest.raises(ValueError, match="bidirectional"):
         layer.stream(1)
+
+
+@pytest.mark.parametrize("copy_of", [copy.copy, copy.deepcopy, pickle.dumps],
+                         ids=["copy", "deepcopy", "pickle"])
+def test_a_stream_is_not_copied(copy_of):
+    """A stream steps its layer's own arrays: a copy is refused with a clear error, not made half."""
+    stream = fastlstm.LSTM(3, 4).stream(1)
+    with pytest.raises(TypeError, match=r"stream cannot be copied or pickled.*layer\.stream"):
+        copy_of(stream)
 
 
 def test_an_unbound_stepper_refuses_to_step():

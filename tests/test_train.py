@@ -1,6 +1,8 @@
 """fastlstm.train: losses and Linear against finite differences, optimizers against hand-computed
 steps (and torch.optim, when torch is installed), gradient clipping."""
+import copy
 import doctest
+import pickle
 import re
 
 import numpy as np
@@ -117,6 +119,19 @@ def test_linear_gradients_accumulate_until_zero_grad(rng):
     W_grad = head.grads["W"]
     head.zero_grad()
     assert head.grads["W"] is W_grad and not W_grad.any()
+
+
+@pytest.mark.parametrize("backend", [None, fastlstm.reference], ids=["fastlstm", "reference"])
+def test_linear_copies_and_pickles(rng, backend):
+    head = Linear(3, 2, seed=0, backend=backend)
+    x = rng.standard_normal((4, 3))
+    head(x)  # a forward whose backward is still to come
+    for twin in (copy.deepcopy(head), pickle.loads(pickle.dumps(head))):
+        assert twin.backend is head.backend
+        dy = rng.standard_normal((4, 2))
+        np.testing.assert_array_equal(twin.backward(dy), head.backward(dy))
+        head.zero_grad()
+        assert twin.grads["W"].any() and not np.shares_memory(twin.params["W"], head.params["W"])
 
 
 def test_linear_errors():
