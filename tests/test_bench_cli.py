@@ -34,7 +34,16 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert report["machine"]["dtype"] == dtype
     assert report["gemm_peak_gflops"] > 0
     assert [(r["T"], r["B"], r["I"], r["H"]) for r in report["results"]] == shapes
+    assert "speed-ups whose rounds fall on both sides of 1.00x" in done.stdout
     for record in report["results"]:
+        # the reference's speed-ups, of the minima and in each of the 2 rounds
+        rounds = record["speedup_per_round"]["reference"]
+        assert sorted(rounds) == ["forward", "forward_backward"]
+        for pass_, ratios in rounds.items():
+            assert len(ratios) == 2
+            # the ratio of the minima lies within the rounds' ratios, which have its orientation
+            speedup = record["speedup"]["reference"][pass_]
+            assert min(ratios) * (1 - 1e-12) <= speedup <= max(ratios) * (1 + 1e-12)
         times = [ms for passes in record["ms"].values() for ms in passes.values()]
         # fastlstm's and the reference's two passes, and the frozen forward
         assert sorted(record["ms"]) == ["fastlstm", "fastlstm frozen", "reference"]
@@ -73,6 +82,23 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert all(len(ms) == steps and min(ms) > 0 for ms in loop["step_ms"].values())
     assert len(loop["ratio_per_round"]["reference / fastlstm"]) == 2
     assert len(loop["ratio_per_round"]["reference / fastlstm + matmul"]) == 2
+
+
+def test_report_lists_the_speed_ups_within_the_noise():
+    """Under a table, the speed-ups whose rounds fall on both sides of 1.00x, and only those."""
+    from fastlstm.bench.report import _within_noise
+
+    record = {"T": 5, "B": 2, "I": 3, "H": 4, "speedup_per_round": {
+        "torch": {"forward": [0.9, 1.1, 1.0], "forward_backward": [1.2, 1.3, 1.1]},
+        "onnxruntime": {"forward": [0.8, 0.95, 0.9], "frozen": [0.97, 1.02, 1.0]}}}
+    note = " ".join(_within_noise([record], lambda r: "5,2,3,4").split())
+    assert note.endswith("lowest-highest): 5,2,3,4 torch fwd 0.90-1.10x; "
+                         "5,2,3,4 onnxruntime frozen 0.97-1.02x")
+    record["speedup_per_round"]["torch"]["forward"] = [1.01, 1.1]
+    record["speedup_per_round"]["onnxruntime"]["frozen"] = [0.9, 0.99]
+    assert _within_noise([record], lambda r: "").endswith("lowest-highest): none")
+    del record["speedup_per_round"]  # a report from before the rounds were kept: no note
+    assert _within_noise([record], lambda r: "") == ""
 
 
 def test_bench_times_every_kind(tmp_path):

@@ -66,4 +66,4 @@ from .report import format_loop_table, format_report, format_stream_table, layer
 from .run import bench_layer, bench_shape, machine_info, run
 from .streaming import STREAM_CONTENDERS, STREAMS, bench_stream, make_stream_problem
 from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, blas_threads,
-                     gemm_peak, time_call, time_interleaved)
+                     gemm_peak, time_call, time_interleaved, time_rounds)

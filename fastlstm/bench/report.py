@@ -1,5 +1,6 @@
 """The report: the text tables of a run's records, and a plot of the speed-ups."""
 import itertools
+import textwrap
 
 import numpy as np
 
@@ -96,14 +97,32 @@ KIND_TITLES = {
 }
 
 
+# the speed-ups' column labels: the passes, and onnxruntime against the frozen forward
+SPEEDUP_LABELS = {**PASS_LABELS, "frozen": "frozen"}
+
+
 def _table(first_column, groups, records, label):
-    """The text table of `records` under the column `groups`, each row starting with label(r)."""
-    labels = {**PASS_LABELS, "frozen": "frozen"}  # onnxruntime against the frozen forward
-    columns = [("", first_column)] + [(title, labels[p]) for title, (_, passes)
+    """The text table of `records` under the column `groups`, each row starting with label(r),
+    then the note on its speed-ups within the noise (:func:`_within_noise`)."""
+    columns = [("", first_column)] + [(title, SPEEDUP_LABELS[p]) for title, (_, passes)
                                       in groups.items() for p in passes]
     rows = [[label(r)] + [cell(r, p) for cell, passes in groups.values() for p in passes]
             for r in records]
-    return _format_table(columns, rows)
+    return _format_table(columns, rows) + _within_noise(records, label)
+
+
+def _within_noise(records, label):
+    """A note on the speed-ups of `records` whose rounds fall on both sides of 1.00x: in this run
+    neither side was faster in every round, so their table entries are within its noise."""
+    if not any("speedup_per_round" in r for r in records):
+        return ""  # a report written before the rounds were kept
+    found = [f"{label(r)} {name} {SPEEDUP_LABELS[p]} {min(ratios):.2f}-{max(ratios):.2f}x"
+             for r in records for name, passes in r.get("speedup_per_round", {}).items()
+             for p, ratios in passes.items() if min(ratios) < 1 < max(ratios)]
+    text = ("speed-ups whose rounds fall on both sides of 1.00x (the round's contender time / "
+            "fastlstm's, lowest-highest): " + ("; ".join(found) if found else "none"))
+    return "\n" + "\n".join(textwrap.wrap(text, 100, subsequent_indent="  ",
+                                           break_on_hyphens=False))
 
 
 def format_report(report):
@@ -123,7 +142,8 @@ def format_report(report):
         f"NumPy's BLAS (GEMM peak and reference) runs on {s['blas_threads']}",
         f"times in ms: minimum of {s['repeat']} interleaved rounds, each timed call after "
         f"{s['settle_seconds']} s of untimed ones; "
-        f"speed-up = contender's time / fastlstm's time; frozen = layer.freeze()'s forward, "
+        f"speed-up = contender's time / fastlstm's time, of the minima; frozen = "
+        f"layer.freeze()'s forward, "
         f"its weights packed beforehand as onnxruntime's session packs its own",
         "",
     ]

@@ -18,7 +18,7 @@ from .problems import (CELLS, LAYER_CLASSES, LAYERS, PASSES, flops_forward, laye
 from .report import layer_label
 from .streaming import STREAMS, bench_stream
 from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, blas_threads,
-                     gemm_peak, time_interleaved)
+                     gemm_peak, time_interleaved, time_rounds)
 
 
 def log(message):
@@ -90,21 +90,29 @@ def _bench(problem, shape, forward_flops, names, threads, dtype, repeat, contend
             if call is not None:  # onnxruntime has no backward
                 calls[name, p] = call
     verify(calls, dtype)
-    ms = time_interleaved(calls, repeat)
+    rounds = time_rounds(calls, repeat)
+    ms = {key: min(values) for key, values in rounds.items()}
     timed = list(dict.fromkeys(name for name, _ in calls))
     T, B, I, H = shape
     flops = {"forward": forward_flops, "forward_backward": 3 * forward_flops}
     gflops = {p: flops[p] / ms["fastlstm", p] / 1e6 for p in PASSES}
-    speedup = {name: {p: ms[name, p] / ms["fastlstm", p] for p in PASSES if (name, p) in ms}
-               for name in timed if name not in ("fastlstm", FROZEN)}
-    if (FROZEN, "forward") in ms and "onnxruntime" in speedup:
+    # each speed-up as the minima's ratio, and as the ratio within each round
+    compared = {name: {p: ((name, p), ("fastlstm", p)) for p in PASSES if (name, p) in ms}
+                for name in timed if name not in ("fastlstm", FROZEN)}
+    if (FROZEN, "forward") in ms and "onnxruntime" in compared:
         # onnxruntime against the frozen forward too: both with weights packed beforehand
-        speedup["onnxruntime"]["frozen"] = ms["onnxruntime", "forward"] / ms[FROZEN, "forward"]
+        compared["onnxruntime"]["frozen"] = ("onnxruntime", "forward"), (FROZEN, "forward")
+    speedup = {name: {p: ms[a] / ms[b] for p, (a, b) in pairs.items()}
+               for name, pairs in compared.items()}
+    speedup_per_round = {name: {p: [x / y for x, y in zip(rounds[a], rounds[b])]
+                                for p, (a, b) in pairs.items()}
+                         for name, pairs in compared.items()}
     return {
         "T": T, "B": B, "I": I, "H": H,
         "flops": flops,
         "ms": {name: {p: ms[name, p] for p in PASSES if (name, p) in ms} for name in timed},
         "speedup": speedup,
+        "speedup_per_round": speedup_per_round,
         "gflops": gflops,
     }
 

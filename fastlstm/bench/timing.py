@@ -27,17 +27,24 @@ def time_call(call, settle=SETTLE_SECONDS):
     return time.perf_counter() - start
 
 
-def time_interleaved(calls, repeat, settle=SETTLE_SECONDS):
-    """Minimum time in ms of each callable in `calls` over `repeat` rounds, each round timing each.
+def time_rounds(calls, repeat, settle=SETTLE_SECONDS):
+    """Times in ms of each callable in `calls`, one per round over `repeat` rounds, each round
+    timing each callable in turn.
 
     Each timed call follows `settle` seconds of untimed calls of the same callable; see
-    :func:`time_call`.
+    :func:`time_call`. Round k's times were taken side by side, so their ratios are the
+    comparisons least disturbed by a machine whose speed drifts.
     """
-    seconds = {key: [] for key in calls}
+    ms = {key: [] for key in calls}
     for _ in range(repeat):
         for key, call in calls.items():
-            seconds[key].append(time_call(call, settle))
-    return {key: 1e3 * min(values) for key, values in seconds.items()}
+            ms[key].append(1e3 * time_call(call, settle))
+    return ms
+
+
+def time_interleaved(calls, repeat, settle=SETTLE_SECONDS):
+    """Minimum time in ms of each callable in `calls` over the rounds of :func:`time_rounds`."""
+    return {key: min(values) for key, values in time_rounds(calls, repeat, settle).items()}
 
 
 def gemm_peak(dtype, size=GEMM_SIZE, repeat=GEMM_REPEAT):
