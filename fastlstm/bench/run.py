@@ -18,7 +18,7 @@ from .problems import (CELLS, LAYER_CLASSES, LAYERS, PASSES, flops_forward, laye
 from .report import layer_label
 from .streaming import STREAMS, bench_stream
 from .timing import (DEFAULT_REPEAT, GEMM_REPEAT, GEMM_SIZE, SETTLE_SECONDS, blas_threads,
-                     gemm_peak, time_interleaved, time_rounds)
+                     gemm_peak, time_rounds)
 
 
 def log(message):
