@@ -159,9 +159,7 @@ class Frozen:
         threads, simd = _config.kernel_args()
         key = (B, simd)
         with self._lock:
-            packs = self._packs.pop(key, None)
-            if packs is None:
-                packs = {}
+            packs = self._packs.pop(key, {})
             self._packs[key] = packs  # the most recently used last
             while len(self._packs) > _KEPT_PACKINGS:
                 self._packs.popitem(last=False)
