@@ -188,17 +188,31 @@ cdef void *_packed_data(object packed) except? NULL:
     return cnp.PyArray_DATA(<cnp.ndarray>packed)
 
 
-cdef cnp.ndarray _workspace(int pass_, const fl_desc *d):
+cdef cnp.ndarray _work_array(size_t nbytes, object workspace_of):
+    """A workspace of nbytes: a new array, or workspace_of(nbytes) when the caller gives that
+    function, which returns a C-contiguous uint8 array of nbytes."""
+    if workspace_of is None:
+        return np.empty(nbytes, np.uint8)
+    cdef cnp.ndarray work = workspace_of(nbytes)
+    if (cnp.PyArray_TYPE(work) != cnp.NPY_UINT8 or not cnp.PyArray_ISCARRAY(work)
+            or cnp.PyArray_NDIM(work) != 1 or <size_t>work.shape[0] != nbytes):
+        raise ValueError(f"workspace: expected a writeable C-contiguous uint8 array of {nbytes} "
+                         f"bytes, got {work.dtype} {(<object>work).shape}")
+    return work
+
+
+cdef cnp.ndarray _workspace(int pass_, const fl_desc *d, object workspace_of):
+    """The workspace of a pass (enum fl_pass) of d, as _work_array gives it."""
     cdef size_t nbytes
     _raise_for(fl_workspace(pass_, d, &nbytes))
-    return np.empty(nbytes, np.uint8)
+    return _work_array(nbytes, workspace_of)
 
 
 # ---- the matrix product of the training toolkit -----------------------------------------------------
 
-def matmul(C, A, B, bint trans_a, bint trans_b, int num_threads, int simd):
+def matmul(C, A, B, bint trans_a, bint trans_b, int num_threads, int simd, workspace_of=None):
     """C (M, N) := op(A) @ op(B): A (M, K), or (K, M) when trans_a; B (K, N), or (N, K) when
-    trans_b; all of C's dtype."""
+    trans_b; all of C's dtype. `workspace_of`, if given, gives the workspace (see _work_array)."""
     cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>C)
     cdef int dtype = _dtype_of(typenum)
     cdef ptrdiff_t M = C.shape[0], N = C.shape[1]
@@ -208,7 +222,7 @@ def matmul(C, A, B, bint trans_a, bint trans_b, int num_threads, int simd):
     cdef const void *b = _data(B, "B", typenum, (N, K) if trans_b else (K, N), True)
     cdef size_t nbytes
     _raise_for(fl_matmul_workspace(dtype, M, N, K, num_threads, simd, &nbytes))
-    cdef cnp.ndarray work = np.empty(nbytes, np.uint8)
+    cdef cnp.ndarray work = _work_array(nbytes, workspace_of)
     cdef void *workspace = cnp.PyArray_DATA(work)
     cdef int status
     with nogil:
@@ -242,11 +256,12 @@ def pack(int kind, W, U, ptrdiff_t B, int num_threads, int simd):
 
 
 def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, int num_threads,
-            int simd, packed=None):
+            int simd, packed=None, workspace_of=None):
     """hs_ext (T+1, B, H), and the kind's cs_ext (T+1, B, H), gates (T, B, N) and hn (T, B, H),
     := the forward of xs (T, B, I) from h0, c0 (B, H) (None: zeros), each row for its own length
     (lengths (B,) np.intp, or None: T). With `packed` (pack()'s array for this call's kind,
-    dtype, SIMD level, I, H and B), W and U are not read and may be None."""
+    dtype, SIMD level, I, H and B), W and U are not read and may be None. `workspace_of`, if
+    given, gives the workspace (see _work_array)."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
     cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = hs_ext.shape[2]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
@@ -264,7 +279,7 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
     out.gates = _data(gates, "gates", t, (T, B, N), kind != FL_RNN)
     out.hn = _data(hn, "hn", t, (T, B, H), kind == FL_GRU)
     d.lengths = <const ptrdiff_t *>_optional(lengths, "lengths", cnp.NPY_INTP, (B,), True)
-    cdef cnp.ndarray work = _workspace(FL_FORWARD, &d)
+    cdef cnp.ndarray work = _workspace(FL_FORWARD, &d, workspace_of)
     cdef void *workspace = cnp.PyArray_DATA(work)
     cdef size_t nbytes = work.shape[0]
     cdef int status
@@ -278,9 +293,10 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
 
 
 def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs, dh_T, dc_T, xs,
-             W, U, lengths, int num_threads, int simd):
+             W, U, lengths, int num_threads, int simd, workspace_of=None):
     """dxs (T, B, I), dh0 (B, H), the LSTM's dc0 (B, H), dW, dU, db := the backward, from what
-    forward saved, of the gradients dhs (T, B, H), dh_T, dc_T (B, H) (each None: zeros)."""
+    forward saved, of the gradients dhs (T, B, H), dh_T, dc_T (B, H) (each None: zeros).
+    `workspace_of` as forward's."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
     cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
@@ -306,7 +322,7 @@ def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs
     out.dU = _data(dU, "dU", t, (H, N), True)
     out.db = _data(db, "db", t, _bias_shape(kind, N), True)
     d.lengths = <const ptrdiff_t *>_optional(lengths, "lengths", cnp.NPY_INTP, (B,), True)
-    cdef cnp.ndarray work = _workspace(FL_BACKWARD, &d)
+    cdef cnp.ndarray work = _workspace(FL_BACKWARD, &d, workspace_of)
     cdef void *workspace = cnp.PyArray_DATA(work)
     cdef size_t nbytes = work.shape[0]
     cdef int status

@@ -15,6 +15,7 @@ import pytest
 from conftest import CHILD_CWD, KINDS, make_problem, make_sequence_problem, run_sequence
 
 import fastlstm
+from fastlstm import _functions
 
 ARGS = ("xs", "h0", "c0", "W", "U", "b")
 
@@ -132,6 +133,56 @@ def test_no_memory_growth_over_many_calls(rng):
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+_kept_workspace = _functions._kept_workspace
+
+
+def _poisoned_workspace(nbytes):
+    """This thread's kept workspace, every byte 0xFF (NaN in both precisions), as if the last call
+    had left NaN all over it."""
+    work = _kept_workspace(nbytes)
+    work.fill(0xFF)
+    return work
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kept_workspace_left_dirty_gives_the_same_bits(rng, monkeypatch, kind, dtype):
+    """A Python thread keeps its workspace from one call to the next, whatever the last call left
+    in it. Forward and backward (with lengths: rows that end early), and matmul, on a workspace
+    full of NaN give the bits they give on a new one of zeros, for batch sizes of every register
+    tile (1, 2, 3, 5, 8, 13) and odd sizes."""
+    for B in (1, 2, 3, 5, 8, 13):
+        p = make_sequence_problem(rng, kind, 6, B, 11, 37, dtype=dtype)
+        lengths = np.arange(B) % 7
+        a = rng.standard_normal((B * 7, 45)).astype(dtype)
+        b = rng.standard_normal((45, 23)).astype(dtype)
+        results = []
+        for workspace in (lambda n: np.zeros(n, np.uint8), _poisoned_workspace):
+            monkeypatch.setattr(_functions, "_kept_workspace", workspace)
+            hs, finals, grads = run_sequence(fastlstm, kind, p, lengths)
+            results.append([hs, *finals, *grads, fastlstm.matmul(a, b)])
+        for got, want in zip(results[1], results[0]):
+            assert np.array_equal(got, want), (kind, B)
+
+
+def test_workspace_is_kept_per_thread_up_to_a_bound(rng, monkeypatch):
+    """A second call of the same shape runs on the workspace the first left, another Python thread
+    on one of its own; one larger than the bound is not kept."""
+    p = make_problem(rng, 5, 3, 8, 16, dtype=np.float32)
+    lstm_round(p)
+    kept = _functions._workspaces.array
+    lstm_round(p)
+    assert _functions._workspaces.array is kept
+    other = []
+    worker = threading.Thread(target=lambda: (lstm_round(p), other.append(_functions._workspaces.array)))
+    worker.start()
+    worker.join()
+    assert other[0] is not kept and not np.shares_memory(other[0], kept)
+    monkeypatch.setattr(_functions, "_KEPT_WORKSPACE_BYTES", kept.nbytes)
+    lstm_round(make_problem(rng, 50, 30, 80, 160, dtype=np.float32))
+    assert _functions._workspaces.array is kept
 
 
 @pytest.mark.parametrize("what", ["xs", "U"])
