@@ -121,7 +121,7 @@ def _kept_workspace(nbytes):
 def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
     """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments; `packed`, W and U packed
     for it by _core.pack, or None (packed by the call). `scratch(name, shape, dtype)`, if given,
-    gives the saved arrays but hs_ext (whose hs is returned): a caller that keeps no cache may
+    gives the arrays the kind saves (kind.saved; hs is a view of hs_ext), so that a caller may
     reuse them from call to call."""
     T, B, _ = xs.shape
     H, dtype = U.shape[0], xs.dtype
@@ -129,8 +129,7 @@ def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
     for name in kind.saved:
         shape = ((T + 1, B, H) if name.endswith("_ext") else
                  (T, B, kind.gates * H) if name == "gates" else (T, B, H))
-        saved[name] = (np.empty(shape, dtype) if scratch is None or name == "hs_ext" else
-                       scratch(name, shape, dtype))
+        saved[name] = np.empty(shape, dtype) if scratch is None else scratch(name, shape, dtype)
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
     _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0, c0, xs, W,
                   U, b, lengths, *_config.kernel_args(), packed, _kept_workspace)

@@ -143,7 +143,10 @@ class Frozen:
         this Python thread's last call: nothing reads them once a call is over, since the frozen
         forward keeps no cache. Kept rather than made anew at every call: NumPy hands arrays over
         32 MB back to the system when freed, and the next call's page faults cost 7-8% of a
-        forward at T = 100, B = 128, H = 256 (profiled)."""
+        forward at T = 100, B = 128, H = 256 (profiled). hs_ext is new at every call: its hs is
+        one direction's output, still read after the next direction's call."""
+        if name == "hs_ext":
+            return np.empty(shape, dtype)
         arrays = self._scratch.__dict__
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         memory = arrays.get(name)

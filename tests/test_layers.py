@@ -880,3 +880,41 @@ def test_second_backward_raises_unless_the_cache_is_kept(rng, layer_type):
         assert_close(layer.grads[name], 2 * grad)
     with pytest.raises(RuntimeError, match="already called"):
         layer.backward(dout)
+
+
+def _zeros_for_spares(j, name, shape, dtype):
+    return np.zeros(shape, dtype)
+
+
+@pytest.mark.parametrize("layer_type", [fastlstm.LSTM, fastlstm.GRU, fastlstm.RNN])
+def test_spare_arrays_left_dirty_give_the_same_bits(rng, monkeypatch, layer_type):
+    """A layer keeps the arrays of the cache its backward (or the next forward) releases, and its
+    next forward saves into them. Training steps of changing T, B and lengths, every spare filled
+    with NaN before each step, give the bits of a twin whose forwards save into new arrays of
+    zeros; a released cache's arrays are spares, a retained one's are not; a copy has none."""
+    layer = layer_type(5, 7, num_layers=2, bidirectional=True, seed=0, dtype=np.float32)
+    twin = copy.deepcopy(layer)
+    monkeypatch.setattr(twin, "_spare_array", _zeros_for_spares)
+    for T, B in [(6, 3), (9, 4), (4, 2), (9, 4)]:
+        x = rng.standard_normal((T, B, 5)).astype(np.float32)
+        lengths = rng.integers(0, T + 1, B)
+        dout = rng.standard_normal((T, B, 14)).astype(np.float32)
+        for spare in layer._spares.values():
+            spare.view(np.uint8).fill(0xFF)
+        results = []
+        for model in (layer, twin):
+            out, state = model(x, lengths=lengths)
+            dx = model.backward(dout)
+            results.append([out, *np.atleast_1d(state), dx, *model.grads.values()])
+            model.zero_grad()
+        for got, want in zip(*results):
+            np.testing.assert_array_equal(got, want)
+    kept = {key: spare.ctypes.data for key, spare in layer._spares.items()}
+    assert len(kept) == 4 * len(layer._kind.saved)  # 2 layers x 2 directions
+    out, _ = layer(x)
+    assert not layer._spares  # the forward took them all
+    layer.backward(dout, retain_cache=True)
+    assert not layer._spares  # its cache is still held
+    layer.backward(dout)
+    assert {key: spare.ctypes.data for key, spare in layer._spares.items()} == kept
+    assert not copy.copy(layer)._spares and not pickle.loads(pickle.dumps(layer))._spares
