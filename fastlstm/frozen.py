@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
-import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -76,7 +74,6 @@ class Frozen:
             self._layer.params[name][...] = value
         self._layer.grads = {}
         self._layer._saved = None
-        self._packing = layer.backend is importlib.import_module(__package__)
         self._empty_caches()
 
     def _empty_caches(self) -> None:
@@ -93,7 +90,7 @@ class Frozen:
         """The frozen layer without its caches (``copy.deepcopy`` and ``pickle`` go through here):
         a lock cannot be pickled, and the packed weights, as large as the weights, are packed
         again at the first call."""
-        return {"_layer": self._layer, "_packing": self._packing}
+        return {"_layer": self._layer}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -120,15 +117,8 @@ class Frozen:
         state : (h_n, c_n) for the LSTM, h_n for the GRU and the RNN; each (num_layers*D, B, H)
         """
         layer = self._layer
-        if self._packing:
-            def forward_of(j):
-                return functools.partial(self._packed_forward, j)
-        else:
-            backend_forward = layer._function("forward")
-
-            def forward_of(j):
-                return backend_forward
-        out, state, _ = layer._forward_stack(x, state, lengths, forward_of)
+        out, state, _ = layer._forward_stack(x, state, lengths,
+                                             layer._forward_of(self._packed_forward))
         return out, state
 
     def _packed_forward(self, j, xs, *args, lengths=None):

@@ -348,17 +348,18 @@ class _Sequence(_Module):
             The final state: pass it to the next call to continue the sequences (unidirectional).
         """
         self._release_cache()  # this forward's replaces it: its arrays serve this one
-        if self.backend is _default_backend():
-            def forward_of(j):
-                return functools.partial(self._forward_on_spares, j)
-        else:
-            forward = self._function("forward")
-
-            def forward_of(j):
-                return forward
-        out, state, self._saved = self._forward_stack(x, state, lengths, forward_of)
+        out, state, self._saved = self._forward_stack(x, state, lengths,
+                                                      self._forward_of(self._forward_on_spares))
         self._backward_done = False
         return out, state
+
+    def _forward_of(self, c_forward):
+        """The forward_of of _forward_stack: j -> c_forward(j, ...) on the C kernels, else the
+        backend's ``{kind}_forward`` for every j."""
+        if self.backend is _default_backend():
+            return lambda j: functools.partial(c_forward, j)
+        forward = self._function("forward")
+        return lambda j: forward
 
     def _forward_on_spares(self, j, xs, *args, lengths=None):
         """The C forward of layer k's direction d (j = k*D + d), the arrays it saves for the
