@@ -502,8 +502,8 @@ class _Sequence(_Module):
         retain_cache : bool
             Keep what the forward saved, so that backward can run again for the same forward (its
             gradients then add up in ``grads``, as torch's ``retain_graph=True``). By default the
-            cache is freed, and a second backward raises ``RuntimeError`` instead of silently
-            adding the gradients twice.
+            cache is released (the layer's next forward saves into its arrays), and a second
+            backward raises ``RuntimeError`` instead of silently adding the gradients twice.
 
         Returns
         -------
