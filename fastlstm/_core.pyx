@@ -194,6 +194,8 @@ cdef cnp.ndarray _work_array(size_t nbytes, object workspace_of):
     if workspace_of is None:
         return np.empty(nbytes, np.uint8)
     cdef cnp.ndarray work = workspace_of(nbytes)
+    if work is None:
+        raise ValueError(f"workspace: expected a uint8 array of {nbytes} bytes, got None")
     if (cnp.PyArray_TYPE(work) != cnp.NPY_UINT8 or not cnp.PyArray_ISCARRAY(work)
             or cnp.PyArray_NDIM(work) != 1 or <size_t>work.shape[0] != nbytes):
         raise ValueError(f"workspace: expected a writeable C-contiguous uint8 array of {nbytes} "

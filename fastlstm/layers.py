@@ -247,7 +247,7 @@ class _Sequence(_Module):
         self.backend = _default_backend() if backend is None else backend
         self._saved = None
         self._backward_done = False  # whether a backward freed the last forward's cache
-        self._spares: dict[tuple[int, str], np.ndarray] = {}  # see _release_cache
+        self._spares: dict[tuple[int, str], np.ndarray] = {}  # see _release
         self._init_params(self._param_shapes(), seed, _unit_forget_bias)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -259,6 +259,16 @@ class _Sequence(_Module):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._spares = {}
+
+    def __copy__(self: Layer) -> Layer:
+        """A copy that shares the parameters and their gradients, as a shallow copy does, but not
+        the last forward's cache: the layer that holds a cache reuses its arrays once it releases
+        it (_release), so a twin's backward for it would read the next forward's. The copy's
+        backward needs a forward of its own."""
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._saved, twin._backward_done, twin._spares = None, False, {}
+        return twin
 
     @property
     def num_directions(self) -> int:
@@ -347,10 +357,11 @@ class _Sequence(_Module):
         state : (h_n, c_n) for the LSTM, h_n for the RNN; each (num_layers*D, B, H)
             The final state: pass it to the next call to continue the sequences (unidirectional).
         """
-        self._release_cache()  # this forward's replaces it: its arrays serve this one
+        replaced = self._saved
         out, state, self._saved = self._forward_stack(x, state, lengths,
                                                       self._forward_of(self._forward_on_spares))
         self._backward_done = False
+        self._release(replaced)  # its arrays serve the forward after the next backward or forward
         return out, state
 
     def _forward_of(self, c_forward):
@@ -363,31 +374,35 @@ class _Sequence(_Module):
 
     def _forward_on_spares(self, j, xs, *args, lengths=None):
         """The C forward of layer k's direction d (j = k*D + d), the arrays it saves for the
-        backward taken from the spares of the last cache the layer released (_release_cache)."""
+        backward taken from the spares of the caches the layer released (_release)."""
         *states, W, U, b = args
         return _functions._sequence_forward(self._kind, xs, states, W, U, b, lengths, None,
                                             functools.partial(self._spare_array, j))
 
     def _spare_array(self, j, name, shape, dtype):
-        """An array for the saved array `name` of direction j: the spare one if large enough."""
+        """An array for the saved array `name` of direction j: the spare one if large enough, and
+        not more than twice as large (a spare left by one larger forward, such as a whole
+        validation batch, is dropped rather than kept for the layer's life)."""
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         spare = self._spares.pop((j, name), None)
-        if spare is None or spare.nbytes < nbytes:
+        if spare is None or not nbytes <= spare.nbytes <= 2 * nbytes:
             return np.empty(shape, dtype)
         return spare.reshape(-1).view(np.uint8)[:nbytes].view(dtype).reshape(shape)
 
-    def _release_cache(self):
-        """Drops the last forward's cache, keeping the arrays the C forward saved in it (the
-        states, the gates) as spares for the next forward of the same direction: the layers copy
-        the hidden states they return, so nothing else reads them. New arrays of megabytes at
+    def _release(self, saved):
+        """Drops `saved`, a forward's cache (see _forward_stack) that no longer serves a backward,
+        keeping the arrays the C forward saved in it (the states, the gates) as spares for a next
+        forward of the same direction: the layers copy the hidden states they return, so nothing
+        else reads them. New arrays of megabytes at
         every training step went back to the system when the backward freed them and were faulted
         in again at the next forward: a training loop of the LSTM layer at T,B,I,H = 100,8,256,256
         took 2970 page faults a step, 27 with the spares; whole process, 5 pairs, 0.92x the time
         (0.91x for the benchmark's bidirectional two-layer layer) and a lower peak of memory."""
-        saved, self._saved = self._saved, None
-        for j, cache in enumerate(saved["caches"] if saved else ()):
+        if saved is None or self.backend is not _default_backend():
+            return  # none, or another backend's
+        for j, cache in enumerate(saved["caches"]):
             if not isinstance(cache, _functions._SequenceCache):
-                continue  # another backend's
+                continue  # made before the backend was changed
             for name in self._kind.saved:
                 array = getattr(cache, name)
                 self._spares[(j, name)] = array if array.base is None else array.base
@@ -555,8 +570,7 @@ class _Sequence(_Module):
                     self.grads[f"{p}_l{k}{s}"] += g
             d_out = d_in
         if not retain_cache:
-            self._saved = saved
-            self._release_cache()
+            self._release(saved)
         self.dstate = self._pack_state(dinitial)
         return np.ascontiguousarray(d_out.transpose(1, 0, 2)) if self.batch_first else d_out
 

@@ -272,3 +272,19 @@ def test_c_checks_lengths_itself():
     with pytest.raises(ValueError, match=r"length outside \[0, T\]"):
         _core.forward(_core.fl_kind.FL_RNN, hs_ext, None, None, None, None, None, xs, W, U, b,
                       np.array([T, T + 1], np.intp), 1, 0)
+
+
+@pytest.mark.parametrize("given", [None, np.zeros(1 << 16, np.float32), np.zeros(3, np.uint8),
+                                   np.zeros((1 << 16, 2), np.uint8)[:, 0]],
+                         ids=["None", "float32", "too small", "strided"])
+def test_wall_checks_the_workspace_it_is_given(given):
+    """The workspace a caller's function gives the wall must be a C-contiguous uint8 array of the
+    size asked for; anything else is a ValueError naming it, never a write out of bounds."""
+    from fastlstm import _core
+
+    def workspace_of(nbytes):
+        return given if given is None or given.size < nbytes else given[:nbytes]
+
+    C, A = np.zeros((3, 5)), np.ones((3, 4))
+    with pytest.raises(ValueError, match="workspace: expected"):
+        _core.matmul(C, A, np.ones((4, 5)), False, False, 1, 0, workspace_of)

@@ -918,3 +918,38 @@ def test_spare_arrays_left_dirty_give_the_same_bits(rng, monkeypatch, layer_type
     layer.backward(dout)
     assert {key: spare.ctypes.data for key, spare in layer._spares.items()} == kept
     assert not copy.copy(layer)._spares and not pickle.loads(pickle.dumps(layer))._spares
+
+
+def test_caches_stay_apart_after_errors_replacements_and_copies(rng):
+    """A forward that raises leaves the last forward's cache to its backward; forwards that replace
+    a cache without a backward hand its arrays on, and the results stay right; a shallow copy shares
+    the parameters but not the cache, so its backward asks for a forward of its own."""
+    layer = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0)
+    twin = fastlstm.LSTM(3, 4, num_layers=2, bidirectional=True, seed=0, backend=ref)
+    xs = [rng.standard_normal((5, 2, 3)) for _ in range(3)]
+    dout = rng.standard_normal((5, 2, 8))
+
+    def check(x):  # layer's last forward was of x; its backward against the twin's
+        twin(x)
+        assert_close(layer.backward(dout), twin.backward(dout))
+        for name in layer.grads:
+            assert_close(layer.grads[name], twin.grads[name])
+        layer.zero_grad()
+        twin.zero_grad()
+
+    layer(xs[0])
+    layer.backward(dout, retain_cache=True)
+    layer.zero_grad()
+    with pytest.raises(ValueError, match="x: expected shape"):
+        layer(np.ones((5, 2, 7)))
+    check(xs[0])
+    for x in xs + xs:  # each forward replaces the last one's cache
+        out, _ = layer(x)
+        assert_close(out, twin(x)[0])
+    check(xs[-1])
+    layer(xs[1])
+    copied = copy.copy(layer)
+    assert copied.params is layer.params
+    with pytest.raises(RuntimeError, match="call forward first"):
+        copied.backward(dout)
+    check(xs[1])
