@@ -393,11 +393,11 @@ class _Sequence(_Module):
         """Drops `saved`, a forward's cache (see _forward_stack) that no longer serves a backward,
         keeping the arrays the C forward saved in it (the states, the gates) as spares for a next
         forward of the same direction: the layers copy the hidden states they return, so nothing
-        else reads them. New arrays of megabytes at
-        every training step went back to the system when the backward freed them and were faulted
-        in again at the next forward: a training loop of the LSTM layer at T,B,I,H = 100,8,256,256
-        took 2970 page faults a step, 27 with the spares; whole process, 5 pairs, 0.92x the time
-        (0.91x for the benchmark's bidirectional two-layer layer) and a lower peak of memory."""
+        else reads them. New arrays of megabytes at every training step went back to the system
+        when the backward freed them and were faulted in again at the next forward: a training
+        loop of the LSTM layer at T,B,I,H = 100,8,256,256 took 2970 page faults a step, none with
+        the spares; whole process, 5 pairs, 0.92x the time (0.91x for the benchmark's
+        bidirectional two-layer layer)."""
         if saved is None or self.backend is not _default_backend():
             return  # none, or another backend's
         for j, cache in enumerate(saved["caches"]):
