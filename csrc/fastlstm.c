@@ -4,8 +4,9 @@
  * (instance.inc), and last the public entry points (dispatch.inc), which check every call and
  * pick the instance.
  *
- * It does not allocate, print, read the environment or keep state between calls: the caller passes
- * a descriptor, the arrays and a workspace (fastlstm.h is the contract).
+ * It does not allocate, print, read the environment, start threads or keep state between calls:
+ * the caller passes a descriptor, the arrays and a workspace (fastlstm.h is the contract), and for
+ * a pool (pool.inc) its memory and its threads.
  */
 #include "fastlstm.h"
 
@@ -252,6 +253,8 @@ static void fl_loop_end(struct fl_team *team, ptrdiff_t n)
     *loop += 1;
 }
 
+#include "pool.inc" /* threads that stay between a stream's steps */
+
 /* a * b, setting *overflow when it does not fit in size_t. */
 static inline size_t checked_product(size_t a, size_t b, int *overflow)
 {
@@ -345,6 +348,17 @@ int fl_gates(int kind)
 int fl_bias_rows(int kind)
 {
     return kind == FL_GRU ? 2 : gates_of(kind) ? 1 : 0;
+}
+
+/* The threads a stream's step runs on: its num_threads when its flops, 2*B*(I + H)*G*H per layer,
+ * repay a team (tuning.inc), else 1. */
+static int stream_threads(const struct fl_stream *s)
+{
+    double flops = 0;
+    for (int l = 0; l < s->layers; l++)
+        flops += 2.0 * (double)s->B * (double)(s->layer[l].I + s->layer[l].H) *
+                 (double)gates_of(s->kind) * (double)s->layer[l].H;
+    return flops < FL_STREAM_TEAM_FLOPS ? 1 : s->num_threads;
 }
 
 /* ---- SIMD level, chosen at run time --------------------------------------------------------------

@@ -53,8 +53,9 @@ enum fl_status {
     FL_ERR_SIMD = 2,      /* a SIMD level this CPU (or this build) does not have */
     FL_ERR_WORKSPACE = 3, /* a workspace smaller than fl_workspace says the call needs, or a
                            * buffer for packed weights smaller than fl_pack_bytes says */
-    FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, a required array that is NULL, or a
-                           * buffer for packed weights not 64-byte aligned */
+    FL_ERR_ARGUMENT = 4,  /* an unknown kind, dtype or pass, a required array that is NULL, a
+                           * buffer for packed weights not 64-byte aligned, or a stream's pool
+                           * of another thread count than the stream's */
     FL_ERR_OVERFLOW = 5,  /* sizes whose workspace or arrays do not fit in memory's addresses */
     FL_ERR_PACKED = 6     /* packed weights that fl_pack made for another kind, dtype, SIMD level,
                            * I, H or batch tile than the call's */
@@ -192,6 +193,8 @@ struct fl_stream_layer {
     void *c;             /* (B, H) the LSTM's c_{t-1}, replaced by c_t; NULL for the others */
 };
 
+struct fl_pool;
+
 struct fl_stream {
     int kind;                            /* enum fl_kind, of every layer */
     int dtype;                           /* enum fl_dtype, of every array */
@@ -200,12 +203,32 @@ struct fl_stream {
     const struct fl_stream_layer *layer; /* [layers], layer 0 the input side */
     int num_threads;                     /* >= 1 */
     int simd;                            /* enum fl_simd, at most fl_simd_max() */
+    struct fl_pool *pool; /* NULL, or a pool of num_threads threads to run the steps on */
 };
 
 int fl_stream_workspace(const struct fl_stream *s, size_t *bytes);
+/* The threads its steps run on: num_threads, or 1 for steps too small to repay a team. */
+int fl_stream_threads(const struct fl_stream *s, int *threads);
 /* One step of x (B, I of layer 0); the top layer's h_t is then in its layer's h. */
 int fl_stream_step(const struct fl_stream *s, const void *x, void *workspace,
                    size_t workspace_bytes);
+
+/* ---- a pool: threads that wait between a stream's steps for the next one ------------------------
+ * Starting and ending an OpenMP team costs a fifth of a small stream step; a pool's threads instead
+ * stay, spinning for a while (some 100 us) and then asleep, until the next step. fastlstm starts no
+ * thread and allocates nothing: the caller gives fl_pool_bytes() of memory, aligned to 64 bytes,
+ * initialises it for `threads` threads (the caller's own, which is thread 0, and threads - 1 more),
+ * and runs fl_pool_serve(pool, k) on a thread of its own for each k in 1 .. threads-1. A stream
+ * whose `pool` is the pool then runs its steps on them. fl_pool_stop waits for a step that is
+ * running, then makes every fl_pool_serve return; the memory may be freed once they all have.
+ * A step on a stopped pool, or on a pool busy with another thread's step, runs without it. */
+
+size_t fl_pool_bytes(void);
+int fl_pool_init(struct fl_pool *pool, int threads);
+int fl_pool_threads(const struct fl_pool *pool);
+/* Serves the pool as its thread `index` (1 .. threads-1) until fl_pool_stop. */
+int fl_pool_serve(struct fl_pool *pool, int index);
+void fl_pool_stop(struct fl_pool *pool);
 
 /* ---- a plain matrix product, for the training toolkit's Linear layer --------------------------------
  * C (M, N) = op(A) (M, K) @ op(B) (K, N): A stored (M, K), or (K, M) transposed when trans_a; B

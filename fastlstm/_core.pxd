@@ -94,6 +94,14 @@ cdef extern from "fastlstm.h" nogil:
         void *h
         void *c
 
+    struct fl_pool:
+        pass
+
+    size_t fl_pool_bytes()
+    int fl_pool_init(fl_pool *pool, int threads)
+    int fl_pool_serve(fl_pool *pool, int index)
+    void fl_pool_stop(fl_pool *pool)
+
     struct fl_stream:
         int kind
         int dtype
@@ -102,8 +110,10 @@ cdef extern from "fastlstm.h" nogil:
         const fl_stream_layer *layer
         int num_threads
         int simd
+        fl_pool *pool
 
     int fl_stream_workspace(const fl_stream *s, size_t *nbytes)
+    int fl_stream_threads(const fl_stream *s, int *threads)
     int fl_stream_step(const fl_stream *s, const void *x, void *workspace, size_t workspace_bytes)
 
     int fl_matmul_workspace(int dtype, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int num_threads,

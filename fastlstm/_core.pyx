@@ -20,7 +20,9 @@ cdef extern from *:
     const char *FASTLSTM_OPENMP_NOTE
 
 cimport numpy as cnp
-from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
+from cpython.pythread cimport PyThread_get_thread_ident
+from libc.stdint cimport uintptr_t
 
 # NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
 # struct fl_desc in the code below.
@@ -491,6 +493,44 @@ cdef enum:
     RELEASE_GIL_FLOPS = 262144
 
 
+cdef class Pool:
+    """A pool of C threads for streams (fl_pool): the memory here, the threads fastlstm.stream's.
+    Each of threads - 1 Python threads runs serve(k), which returns once stop() is called."""
+    cdef void *memory
+    cdef fl_pool *pool
+    cdef readonly int threads
+    cdef readonly bint stopped
+
+    def __cinit__(self, int threads):
+        self.memory = PyMem_Malloc(fl_pool_bytes() + 63)
+        if self.memory == NULL:
+            raise MemoryError()
+        self.pool = <fl_pool *>((<uintptr_t>self.memory + 63) & ~(<uintptr_t>63))
+        _raise_for(fl_pool_init(self.pool, threads))
+        self.threads = threads
+
+    def __dealloc__(self):
+        PyMem_Free(self.memory)
+
+    def serve(self, int index):
+        """Serve as the pool's thread `index` until stop(); the GIL released throughout."""
+        cdef int status
+        with nogil:
+            status = fl_pool_serve(self.pool, index)
+        _raise_for(status)
+
+    def stop(self):
+        """Make serve() return, once a step running on the pool is done; steps no longer use it."""
+        if not self.stopped:
+            self.stopped = True
+            with nogil:
+                fl_pool_stop(self.pool)
+
+    def forget(self):
+        """Steps no longer use this pool, whose threads are gone (in a child after fork)."""
+        self.stopped = True
+
+
 cdef class Stepper:
     """The C side of fastlstm.Stream: one fl_stream over arrays the Python side owns."""
     cdef fl_stream stream
@@ -501,13 +541,17 @@ cdef class Stepper:
     cdef int typenum
     cdef ptrdiff_t I
     cdef bint release_gil
+    cdef bint pooled       # whether steps run on a pool (of the stepping Python thread)
+    cdef Pool pool         # the pool of the thread that stepped last, or None
+    cdef long pool_thread  # that thread's identity
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
 
-    def bind(self, int kind, list weights, h, c, int num_threads, int simd):
+    def bind(self, int kind, list weights, h, c, int num_threads, int simd, bint pooled):
         """Binds the stream to `weights`, one (W, U, b) per layer, and the states h, c (L, B, H)
-        (c None but for the LSTM); every array C-contiguous of one float dtype."""
+        (c None but for the LSTM); every array C-contiguous of one float dtype. With `pooled`, its
+        steps run on the pool that ``self._pool_of_this_thread()`` gives."""
         cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>h)
         cdef ptrdiff_t L = len(weights), B = h.shape[1], H, I
         cdef int l
@@ -519,6 +563,7 @@ cdef class Stepper:
         self.stream.kind, self.stream.dtype = kind, _dtype_of(t)
         self.stream.B, self.stream.layers, self.stream.layer = B, L, self.layers
         self.stream.num_threads, self.stream.simd = num_threads, simd
+        self.stream.pool = NULL
         cdef double flops = 0
         for l in range(L):
             W, U, b = weights[l]
@@ -536,7 +581,10 @@ cdef class Stepper:
         self.typenum, self.I = t, self.layers[0].I
         self.release_gil = flops >= RELEASE_GIL_FLOPS
         cdef size_t nbytes
+        cdef int threads
         _raise_for(fl_stream_workspace(&self.stream, &nbytes))
+        _raise_for(fl_stream_threads(&self.stream, &threads))
+        self.pooled = pooled and threads > 1
         self.work = np.empty(nbytes, np.uint8)
 
     def step(self, x):
@@ -559,6 +607,11 @@ cdef class Stepper:
             x = self._convert(x)
             if not _fits(x, self.typenum, 2, self.stream.B, self.I, 0):
                 raise ValueError("x: _convert did not give a C-contiguous (B, I) array")
+        cdef long thread = <long>PyThread_get_thread_ident()
+        if self.pooled and (self.pool is None or self.pool.stopped or thread != self.pool_thread):
+            self.pool = self._pool_of_this_thread()
+            self.pool_thread = thread
+            self.stream.pool = self.pool.pool
         cdef const void *data = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef void *workspace = cnp.PyArray_DATA(self.work)
         cdef size_t nbytes = cnp.PyArray_DIM(self.work, 0)

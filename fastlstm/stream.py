@@ -8,6 +8,9 @@ state and every buffer of a step, and steps the whole stack of layers in one C c
 """
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -33,7 +36,10 @@ class Stream(_core.Stepper):
       ``load`` are seen at the next step. A new array bound into ``layer.params`` is not: make a
       new stream.
     - The thread count and SIMD level are the ones set when the stream is made
-      (``fastlstm.set_num_threads``).
+      (``fastlstm.set_num_threads``). Steps large enough for more than one thread run on a pool
+      of threads kept for the Python thread that steps (one pool for all its streams), not on an
+      OpenMP team: its threads wait between steps for the next one, spinning for some 100 us and
+      then asleep, where starting and ending a team would cost a fifth of a small step.
     - With the C backend, a step is one C call for every layer, and allocates nothing when x is
       already a C-contiguous array of the layer's dtype and shape (B, I). Another backend (such as
       ``fastlstm.reference``) is stepped with its cell functions, layer by layer.
@@ -74,7 +80,8 @@ class Stream(_core.Stepper):
         self._c = np.zeros((L, B, H), layer.dtype) if self._kind.cell_state else None
         if type(self) is Stream:
             num_threads, simd = kernel_args()
-            self.bind(self._kind.code, self._weights, self._h, self._c, num_threads, simd)
+            self._num_threads = num_threads
+            self.bind(self._kind.code, self._weights, self._h, self._c, num_threads, simd, True)
 
     def __reduce_ex__(self, protocol):
         raise TypeError(
@@ -82,6 +89,10 @@ class Stream(_core.Stepper):
             f"own arrays); make a new one with layer.stream(batch_size), then reset(state) with "
             f"this one's state"
         )
+
+    def _pool_of_this_thread(self) -> _core.Pool:
+        """The pool the calling thread steps its streams on (called by ``step`` when it changes)."""
+        return pool_of_this_thread(self._num_threads)
 
     def _convert(self, x):
         """x checked and converted to a C-contiguous (B, I) array of the layer's dtype."""
@@ -123,6 +134,49 @@ class _CellStream(Stream):
                                                                self._c[k], W, U, b)
             layer_input = self._h[k]
         return self._h[-1]
+
+
+# ---- the pools that streams step on: one per stepping Python thread and thread count -------------
+# Shared by the thread's streams, so that streams stepped in turn keep one set of waiting threads,
+# not one each. A pool's threads are daemon threads inside _core.Pool.serve, which releases the GIL.
+
+_local = threading.local()
+_every_pool: "weakref.WeakSet[_PoolThreads]" = weakref.WeakSet()
+
+
+class _PoolThreads:
+    """A pool and the threads that serve it; stopped when dropped (when its Python thread ends)."""
+
+    def __init__(self, threads: int) -> None:
+        self.pool = _core.Pool(threads)
+        for k in range(1, threads):
+            threading.Thread(target=self.pool.serve, args=(k,), name=f"fastlstm-pool-{k}",
+                             daemon=True).start()
+
+    def __del__(self) -> None:
+        self.pool.stop()
+
+
+def pool_of_this_thread(threads: int) -> _core.Pool:
+    """The calling Python thread's pool of `threads` threads, started on first use (and anew if it
+    was stopped)."""
+    pools = _local.__dict__.setdefault("pools", {})
+    if threads not in pools or pools[threads].pool.stopped:
+        pools[threads] = _PoolThreads(threads)
+        _every_pool.add(pools[threads])
+    return pools[threads].pool
+
+
+def _forget_pools() -> None:
+    """In a child after fork: the pools' threads did not come along. Streams find new pools."""
+    global _local
+    for pool_threads in list(_every_pool):
+        pool_threads.pool.forget()
+    _local = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def stream_of(layer: Any, batch_size: int) -> Stream:

@@ -2,7 +2,11 @@
 what forward gives on the whole sequence, for every kind, dtype, stack and backend."""
 import copy
 import doctest
+import multiprocessing
+import os
 import pickle
+import sys
+import threading
 import tracemalloc
 
 import numpy as np
@@ -101,6 +105,109 @@ def test_same_bits_for_any_thread_count(kind):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+# ---- the pools that steps run on -----------------------------------------------------------------
+# A step of the streaming benchmark's size (B = 1, I = 64, H = 128) runs on two threads: on the
+# stepping Python thread's pool.
+
+def pool_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("fastlstm-pool-")]
+
+
+def pooled_stream(layer, B=1):
+    with fastlstm.num_threads(2):
+        return layer.stream(B)
+
+
+def test_steps_run_on_the_threads_pool_with_the_same_bits():
+    rng = np.random.default_rng(11)
+    layer = make_layer("lstm", 64, 128, 2, np.float32)
+    xs = rng.standard_normal((6, 1, 64)).astype(np.float32)
+    with fastlstm.num_threads(1):
+        on_one = layer.stream(1)
+    expected = step_all(on_one, xs)
+    stream, other = pooled_stream(layer), pooled_stream(layer)
+    np.testing.assert_array_equal(step_all(stream, xs), expected)
+    np.testing.assert_array_equal(step_all(other, xs), expected)
+    assert stream._pool_of_this_thread() is other._pool_of_this_thread()
+    assert len(pool_threads()) >= 1
+
+
+def test_each_python_thread_steps_on_its_own_pool_and_ends_it():
+    """Streams stepped from two threads at once each give the single-threaded bits; a thread's pool
+    is stopped when the thread ends, and a stream it stepped then steps on its new thread's pool."""
+    rng = np.random.default_rng(12)
+    layer = make_layer("gru", 64, 128, 1, np.float64)
+    xs = rng.standard_normal((30, 1, 64))
+    with fastlstm.num_threads(1):
+        expected = step_all(layer.stream(1), xs)
+    streams = [pooled_stream(layer) for _ in range(2)]
+    results, pools = [None, None], [None, None]
+
+    def run(k):
+        results[k] = step_all(streams[k], xs)
+        pools[k] = streams[k]._pool_of_this_thread()
+
+    before = set(pool_threads())
+    workers = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+    assert pools[0] is not pools[1]
+    assert pools[0].stopped and pools[1].stopped
+    for thread in set(pool_threads()) - before:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    streams[0].reset()
+    np.testing.assert_array_equal(step_all(streams[0], xs), expected)
+
+
+def _step_in_child(stream, xs, connection):
+    connection.send(step_all(stream, xs))
+    connection.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")
+def test_a_stream_steps_in_a_forked_child():
+    """The pool's threads do not come along into a child made by fork: the child's steps find a
+    pool of their own instead of waiting for threads that are not there."""
+    rng = np.random.default_rng(13)
+    layer = make_layer("lstm", 64, 128, 1, np.float32)
+    xs = rng.standard_normal((8, 1, 64)).astype(np.float32)
+    stream = pooled_stream(layer)
+    step_all(stream, xs[:4])
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_step_in_child, args=(stream, xs[4:], sender))
+    child.start()
+    sender.close()
+    got = receiver.recv() if receiver.poll(60) else None
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    expected = step_all(stream, xs[4:])
+    assert child.exitcode == 0 and got is not None, f"the child ended with {child.exitcode}"
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_stopped_pool_is_replaced():
+    layer = make_layer("rnn", 64, 256, 1, np.float32)
+    x = np.ones((1, 64), np.float32)
+    stream = pooled_stream(layer)
+    stream.step(x)
+    pool = stream._pool_of_this_thread()
+    pool.stop()
+    pool.stop()  # a second stop does nothing
+    with fastlstm.num_threads(1):
+        expected = layer.stream(1)
+    stream.reset()
+    np.testing.assert_array_equal(stream.step(x), expected.step(x))
+    assert stream._pool_of_this_thread() is not pool and not stream._pool_of_this_thread().stopped
 
 
 @pytest.mark.parametrize("backend", [None, reference], ids=["c", "reference"])

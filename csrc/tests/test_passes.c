@@ -10,6 +10,7 @@
  * Shapes: T = steps, B = rows, I = inputs, H = units, G = gate blocks, N = G*H, R = bias rows.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "../fastlstm.h"
@@ -759,6 +760,7 @@ long test_entry_checks(void)
 /* ---- streams: a stack of layers stepped one time step at a time ---------------------------------- */
 
 #define STREAM_MAX_LAYERS 3
+#define STREAM_MAX_THREADS 3
 
 /* A stream's arrays in the dtype: the layers' weights and states, x for every step, and the top
  * layer's h after every step, copied out. */
@@ -821,6 +823,59 @@ static int run_stream(const struct problem *p, struct stream_run *r)
     return status;
 }
 
+/* A pool of `threads` threads and the test's threads serving it, threads 1 .. threads-1. */
+struct served_pool {
+    struct fl_pool *pool;
+    int threads;
+    pthread_t thread[STREAM_MAX_THREADS];
+    struct serving {
+        struct fl_pool *pool;
+        int index, status;
+    } serving[STREAM_MAX_THREADS];
+};
+
+static void *serve(void *arg)
+{
+    struct serving *v = arg;
+    v->status = fl_pool_serve(v->pool, v->index);
+    return NULL;
+}
+
+/* Starts the pool's serving threads; returns 0 when the pool or a thread could not be made. */
+static int start_pool(struct served_pool *sp, int threads)
+{
+    *sp = (struct served_pool){.threads = threads};
+    sp->pool = aligned_alloc(64, (fl_pool_bytes() + 63) / 64 * 64);
+    if (!sp->pool || fl_pool_init(sp->pool, threads) != FL_OK)
+        return 0;
+    for (int k = 1; k < threads; k++) {
+        sp->serving[k] = (struct serving){sp->pool, k, -1};
+        if (pthread_create(&sp->thread[k], NULL, serve, &sp->serving[k]) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Stops the pool, waits for its threads and returns whether each served without an error. */
+static int stop_pool_threads(struct served_pool *sp)
+{
+    int served = 1;
+    fl_pool_stop(sp->pool);
+    for (int k = 1; k < sp->threads; k++) {
+        pthread_join(sp->thread[k], NULL);
+        served &= sp->serving[k].status == FL_OK;
+    }
+    return served;
+}
+
+/* The same, and frees the pool. */
+static int stop_pool(struct served_pool *sp)
+{
+    const int served = stop_pool_threads(sp);
+    free(sp->pool);
+    return served;
+}
+
 /* A stack of layers (H of each in Hs) against naive_forward run layer by layer, the naive input of
  * each layer above the first the naive hs of the one below; at every level, 1-3 threads. */
 static void check_stream(struct check_group *g, struct rng *rng, int kind, int dtype,
@@ -841,41 +896,50 @@ static void check_stream(struct check_group *g, struct rng *rng, int kind, int d
     const ptrdiff_t top = Hs[layers - 1];
     for (int simd = 0; simd <= fl_simd_max(); simd++) {
         struct stream_run first = {0};
-        for (int threads = 1; threads <= 3; threads++) {
-            char where[160];
-            snprintf(where, sizeof where, "stream %s %s T%td B%td I%td H%td.. x%d %s threads %d",
-                     kind_name(kind), dtype ? "f64" : "f32", T, B, I, Hs[0], layers,
-                     fl_simd_name(simd), threads);
-            struct stream_run r;
-            prepare_stream(p, layers, simd, threads, &r);
-            const int status = run_stream(p, &r);
-            if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
-                free_stream_run(&r);
-                continue;
-            }
-            if (threads == 1) {
-                compare(g, "every step's top h", where, &p[0], r.top_hs, o[layers - 1].hs + B * top,
-                        T * B * top, 0, tol);
-                for (int l = 0; l < layers; l++) {
-                    const ptrdiff_t BH = B * Hs[l];
-                    compare(g, "final h", where, &p[l], r.layer[l].h, o[l].hs + T * BH, BH, 0, tol);
-                    if (kind == FL_LSTM)
-                        compare(g, "final c", where, &p[l], r.layer[l].c, o[l].cs + T * BH, BH, 0,
-                                tol);
+        for (int threads = 1; threads <= STREAM_MAX_THREADS; threads++)
+            for (int pooled = 0; pooled <= (threads > 1); pooled++) {
+                char where[160];
+                snprintf(where, sizeof where,
+                         "stream %s %s T%td B%td I%td H%td.. x%d %s threads %d%s", kind_name(kind),
+                         dtype ? "f64" : "f32", T, B, I, Hs[0], layers, fl_simd_name(simd),
+                         threads, pooled ? " on a pool" : "");
+                struct stream_run r;
+                struct served_pool sp = {0};
+                prepare_stream(p, layers, simd, threads, &r);
+                if (pooled && !check(g, start_pool(&sp, threads), "%s: pool not started", where))
+                    pooled = 0;
+                r.s.pool = pooled ? sp.pool : NULL;
+                const int status = run_stream(p, &r);
+                if (pooled)
+                    check(g, stop_pool(&sp), "%s: a thread served with an error", where);
+                if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
+                    free_stream_run(&r);
+                    continue;
                 }
-                first = r;
-                continue;
+                if (threads == 1) {
+                    compare(g, "every step's top h", where, &p[0], r.top_hs,
+                            o[layers - 1].hs + B * top, T * B * top, 0, tol);
+                    for (int l = 0; l < layers; l++) {
+                        const ptrdiff_t BH = B * Hs[l];
+                        compare(g, "final h", where, &p[l], r.layer[l].h, o[l].hs + T * BH, BH, 0,
+                                tol);
+                        if (kind == FL_LSTM)
+                            compare(g, "final c", where, &p[l], r.layer[l].c, o[l].cs + T * BH, BH,
+                                    0, tol);
+                    }
+                    first = r;
+                    continue;
+                }
+                const size_t size = dtype ? sizeof(double) : sizeof(float);
+                int same = memcmp(first.top_hs, r.top_hs, size * (size_t)(T * B * top)) == 0;
+                for (int l = 0; l < layers; l++) {
+                    const size_t bytes = size * (size_t)(B * Hs[l]);
+                    same &= memcmp(first.layer[l].h, r.layer[l].h, bytes) == 0;
+                    same &= kind != FL_LSTM || memcmp(first.layer[l].c, r.layer[l].c, bytes) == 0;
+                }
+                check(g, same, "%s: bits differ from 1 thread", where);
+                free_stream_run(&r);
             }
-            const size_t size = dtype ? sizeof(double) : sizeof(float);
-            int same = memcmp(first.top_hs, r.top_hs, size * (size_t)(T * B * top)) == 0;
-            for (int l = 0; l < layers; l++) {
-                const size_t bytes = size * (size_t)(B * Hs[l]);
-                same &= memcmp(first.layer[l].h, r.layer[l].h, bytes) == 0;
-                same &= kind != FL_LSTM || memcmp(first.layer[l].c, r.layer[l].c, bytes) == 0;
-            }
-            check(g, same, "%s: bits differ from 1 thread", where);
-            free_stream_run(&r);
-        }
         free_stream_run(&first);
     }
     for (int l = 0; l < layers; l++) {
@@ -888,17 +952,87 @@ long test_streams(void)
 {
     struct check_group g = check_begin("streams vs naive C");
     struct rng rng = {0x5eed0006};
-    // (T, B, I, layers, H of each): one unit; odd sizes across tile edges; a stack whose steps
-    // run on a team (B = 3, H = 128); H not a multiple of any tile (65, 200)
-    static const ptrdiff_t cases[][7] = {{3, 1, 1, 1, 1},       {5, 3, 7, 2, 9, 17},
+    // (T, B, I, layers, H of each): one unit; odd sizes across tile edges; stacks whose steps
+    // run on a team or a pool (B = 3, H = 128; the streaming benchmark's B = 1, I = 64, H = 128;
+    // three layers of odd H, B = 2); H not a multiple of any tile (65, 200)
+    static const ptrdiff_t cases[][7] = {{3, 1, 1, 1, 1},          {5, 3, 7, 2, 9, 17},
                                          {4, 2, 13, 3, 65, 5, 70}, {3, 3, 64, 2, 128, 128},
-                                         {3, 1, 33, 1, 200},    {2, 5, 0, 2, 4, 3}};
+                                         {3, 1, 33, 1, 200},       {2, 5, 0, 2, 4, 3},
+                                         {3, 1, 64, 1, 128},       {2, 2, 40, 3, 70, 100, 65}};
     for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
         for (int dtype = 0; dtype <= 1; dtype++)
             for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++)
                 check_stream(&g, &rng, kind, dtype, cases[q][0], cases[q][1], cases[q][2],
                              &cases[q][4], (int)cases[q][3]);
-    return check_summary(&g, "T steps of a 1-3 layer stack, every level, 1-3 threads");
+    return check_summary(&g, "T steps of a 1-3 layer stack, every level, 1-3 threads, pools");
+}
+
+/* A stream on a pool that was stopped, its threads gone, steps without it: the same bits as a
+ * stream without a pool. */
+static void check_stopped_pool(struct check_group *g, struct rng *rng)
+{
+    struct problem p = make_problem(rng, FL_LSTM, 0, 0, 3, 1, 64, 128, ALL_GIVEN);
+    struct stream_run plain, stopped;
+    struct served_pool sp;
+    prepare_stream(&p, 1, fl_simd_max(), 2, &plain);
+    prepare_stream(&p, 1, fl_simd_max(), 2, &stopped);
+    if (check(g, start_pool(&sp, 2), "stopped pool: pool not started")) {
+        check(g, stop_pool_threads(&sp), "stopped pool: a thread served with an error");
+        stopped.s.pool = sp.pool;
+        const int status = run_stream(&p, &plain) | run_stream(&p, &stopped);
+        check(g, status == FL_OK, "stopped pool: status %d", status);
+        check(g, memcmp(plain.top_hs, stopped.top_hs, sizeof(float) * 3 * 128) == 0,
+              "stopped pool: bits differ from a stream without a pool");
+        free(sp.pool);
+    }
+    free_stream_run(&plain);
+    free_stream_run(&stopped);
+    free_problem(&p);
+}
+
+/* Two threads stepping a stream each on one pool at once: a step that finds the pool busy with
+ * the other's runs without it. Both give the same bits as a stream without a pool. */
+struct pool_caller {
+    const struct problem *p;
+    struct stream_run *r;
+    int status;
+};
+
+static void *step_on_pool(void *arg)
+{
+    struct pool_caller *c = arg;
+    c->status = run_stream(c->p, c->r);
+    return NULL;
+}
+
+static void check_shared_pool(struct check_group *g, struct rng *rng)
+{
+    struct problem p = make_problem(rng, FL_GRU, 1, 0, 40, 1, 64, 128, ALL_GIVEN);
+    struct stream_run plain, shared[2];
+    struct served_pool sp;
+    prepare_stream(&p, 1, fl_simd_max(), 2, &plain);
+    int status = run_stream(&p, &plain);
+    if (check(g, start_pool(&sp, 2), "shared pool: pool not started")) {
+        struct pool_caller callers[2];
+        pthread_t thread[2];
+        for (int k = 0; k < 2; k++) {
+            prepare_stream(&p, 1, fl_simd_max(), 2, &shared[k]);
+            shared[k].s.pool = sp.pool;
+            callers[k] = (struct pool_caller){&p, &shared[k], -1};
+            pthread_create(&thread[k], NULL, step_on_pool, &callers[k]);
+        }
+        for (int k = 0; k < 2; k++) {
+            pthread_join(thread[k], NULL);
+            status |= callers[k].status;
+            check(g, memcmp(plain.top_hs, shared[k].top_hs, sizeof(double) * 40 * 128) == 0,
+                  "shared pool: caller %d's bits differ from a stream without a pool", k);
+            free_stream_run(&shared[k]);
+        }
+        check(g, stop_pool(&sp), "shared pool: a thread served with an error");
+    }
+    check(g, status == FL_OK, "shared pool: status %d", status);
+    free_stream_run(&plain);
+    free_problem(&p);
 }
 
 /* A stream's statuses: each spoiled argument is refused before anything is written. */
@@ -945,6 +1079,11 @@ long test_stream_checks(void)
             SPOIL_STREAM(s.layer = NULL, FL_ERR_ARGUMENT, "layer NULL", r.xs, bytes);
             SPOIL_STREAM(s.B = -1, FL_ERR_SIZE, "B = -1", r.xs, bytes);
             SPOIL_STREAM(s.num_threads = 0, FL_ERR_SIZE, "num_threads = 0", r.xs, bytes);
+            struct fl_pool *pool = aligned_alloc(64, (fl_pool_bytes() + 63) / 64 * 64);
+            check(&g, fl_pool_init(pool, 3) == FL_OK, "fl_pool_init of 3 threads");
+            SPOIL_STREAM(s.pool = pool, FL_ERR_ARGUMENT, "a pool of 3 threads, 2 asked", r.xs,
+                         bytes);
+            free(pool);
             SPOIL_STREAM(layer[1].I = 3, FL_ERR_SIZE, "layer 1's I not layer 0's H", r.xs, bytes);
             SPOIL_STREAM(layer[0].H = -1, FL_ERR_SIZE, "H = -1", r.xs, bytes);
             SPOIL_STREAM(s.kind = 3, FL_ERR_ARGUMENT, "kind 3", r.xs, bytes);
@@ -964,7 +1103,17 @@ long test_stream_checks(void)
             free_problem(&p[0]);
             free_problem(&p[1]);
         }
-    return check_summary(&g, "sizes, kinds, dtypes, levels, NULL arrays, workspace");
+    struct fl_pool *pool = aligned_alloc(64, (fl_pool_bytes() + 63) / 64 * 64);
+    check(&g, fl_pool_init(NULL, 2) == FL_ERR_ARGUMENT, "fl_pool_init of NULL");
+    check(&g, fl_pool_init(pool, 0) == FL_ERR_SIZE, "fl_pool_init of 0 threads");
+    check(&g, fl_pool_init(pool, 2) == FL_OK && fl_pool_threads(pool) == 2, "fl_pool_init of 2");
+    check(&g, fl_pool_serve(pool, 0) == FL_ERR_SIZE, "fl_pool_serve as thread 0 (the caller's)");
+    check(&g, fl_pool_serve(pool, 2) == FL_ERR_SIZE, "fl_pool_serve as thread 2 of 2");
+    check(&g, fl_pool_serve(NULL, 1) == FL_ERR_ARGUMENT, "fl_pool_serve of NULL");
+    free(pool);
+    check_stopped_pool(&g, &rng);
+    check_shared_pool(&g, &rng);
+    return check_summary(&g, "sizes, kinds, dtypes, levels, NULL arrays, workspace, pools");
 }
 
 /* ---- weights packed ahead: fl_pack and fl_forward_packed ---------------------------------------- */
