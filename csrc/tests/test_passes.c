@@ -529,10 +529,12 @@ long test_passes(void)
     static const ptrdiff_t Ts[] = {0, 1, 5}, Bs[] = {1, 3}, Is[] = {1, 7}, Hs[] = {1, 5, 17};
     // larger shapes, each with a reason: threads at work (team_size), the steps computing their
     // own input side (B >= 8), backward dot products (B = 1, H >= 512), rows past 4-row tiles,
-    // two rows (pair tiles) with units past a whole tile, and empty dimensions
+    // two rows (pair tiles) with units past a whole tile, a last unit group of one unit past
+    // whole tiles (computed as edge columns) on one row and on two row panels, and empty dimensions
     static const ptrdiff_t more[][4] = {{4, 9, 7, 64}, {2, 1, 3, 512}, {2, 16, 16, 128},
                                         {3, 5, 2, 9},  {3, 13, 0, 20}, {4, 2, 6, 41},
-                                        {3, 0, 2, 3},  {2, 2, 3, 0}};
+                                        {3, 1, 4, 65}, {3, 6, 5, 65},  {3, 0, 2, 3},
+                                        {2, 2, 3, 0}};
     const ptrdiff_t cases = 3 * 2 * 2 * 3 + (ptrdiff_t)(sizeof more / sizeof more[0]);
     for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
         for (int dtype = 0; dtype <= 1; dtype++)
