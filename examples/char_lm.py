@@ -99,14 +99,18 @@ class CharLM:
         return total / count
 
     def sample(self, prime, n, temperature, rng):
-        """`n` characters (indices) after `prime`: a T=1 forward per character, state carried."""
-        frozen = self.lstm.freeze()
-        logits, state = self.logits(np.asarray(prime)[:, np.newaxis], None, frozen)
+        """`n` characters (indices) after `prime`: the prime read by one forward, then a stream
+        (``lstm.stream``) that steps the LSTM one character at a time from the prime's state."""
+        logits, state = self.logits(np.asarray(prime)[:, np.newaxis], None, self.lstm.freeze())
+        stream = self.lstm.stream(batch_size=1)
+        stream.reset(state)
+        scores = logits[-1, 0]  # (V,)
         out = []
         for _ in range(n):
-            p = softmax(logits[-1, 0].astype(np.float64) / temperature)
+            p = softmax(scores.astype(np.float64) / temperature)
             out.append(int(rng.choice(len(p), p=p)))
-            logits, state = self.logits(np.array([[out[-1]]]), state, frozen)
+            h = stream.step(self.onehot[out[-1]][np.newaxis])  # (1, H)
+            scores = self.head(h)[0]
         return out
 
 

@@ -616,10 +616,13 @@ cdef class Stepper:
         cdef void *workspace = cnp.PyArray_DATA(self.work)
         cdef size_t nbytes = cnp.PyArray_DIM(self.work, 0)
         cdef int status
+        # a copy: another Python thread stepping this stream meanwhile (the GIL released) may set
+        # its pool, which a step must not see change under it
+        cdef fl_stream stream = self.stream
         if self.release_gil:
             with nogil:
-                status = fl_stream_step(&self.stream, data, workspace, nbytes)
+                status = fl_stream_step(&stream, data, workspace, nbytes)
         else:
-            status = fl_stream_step(&self.stream, data, workspace, nbytes)
+            status = fl_stream_step(&stream, data, workspace, nbytes)
         _raise_for(status)
         return self.top
