@@ -36,10 +36,11 @@ class Stream(_core.Stepper):
       ``load`` are seen at the next step. A new array bound into ``layer.params`` is not: make a
       new stream.
     - The thread count and SIMD level are the ones set when the stream is made
-      (``fastlstm.set_num_threads``). Steps large enough for more than one thread run on a pool
-      of threads kept for the Python thread that steps (one pool for all its streams), not on an
-      OpenMP team: its threads wait between steps for the next one, spinning for some 100 us and
-      then asleep, where starting and ending a team would cost a fifth of a small step.
+      (``fastlstm.set_num_threads``). Steps large enough for more than one thread (in a build
+      with OpenMP) run on a pool of threads kept for the Python thread that steps (one pool for
+      all its streams), not on an OpenMP team: its threads wait between steps for the next one,
+      spinning for some 100 us and then asleep, where starting and ending a team would cost a
+      fifth of a small step.
     - With the C backend, a step is one C call for every layer, and allocates nothing when x is
       already a C-contiguous array of the layer's dtype and shape (B, I). Another backend (such as
       ``fastlstm.reference``) is stepped with its cell functions, layer by layer.
@@ -81,7 +82,9 @@ class Stream(_core.Stepper):
         if type(self) is Stream:
             num_threads, simd = kernel_args()
             self._num_threads = num_threads
-            self.bind(self._kind.code, self._weights, self._h, self._c, num_threads, simd, True)
+            # a serial build runs on one thread, streams included (its documented contract)
+            pooled = _core.openmp_version() > 0
+            self.bind(self._kind.code, self._weights, self._h, self._c, num_threads, simd, pooled)
 
     def __reduce_ex__(self, protocol):
         raise TypeError(

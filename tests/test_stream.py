@@ -3,7 +3,6 @@ what forward gives on the whole sequence, for every kind, dtype, stack and backe
 import copy
 import doctest
 import multiprocessing
-import os
 import pickle
 import sys
 import threading
@@ -111,6 +110,10 @@ def test_same_bits_for_any_thread_count(kind):
 # A step of the streaming benchmark's size (B = 1, I = 64, H = 128) runs on two threads: on the
 # stepping Python thread's pool.
 
+needs_threads = pytest.mark.skipif(not fastlstm._core.openmp_version(),
+                                   reason="a serial build steps streams on one thread, no pool")
+
+
 def pool_threads():
     return [t for t in threading.enumerate() if t.name.startswith("fastlstm-pool-")]
 
@@ -120,6 +123,7 @@ def pooled_stream(layer, B=1):
         return layer.stream(B)
 
 
+@needs_threads
 def test_steps_run_on_the_threads_pool_with_the_same_bits():
     rng = np.random.default_rng(11)
     layer = make_layer("lstm", 64, 128, 2, np.float32)
@@ -134,6 +138,7 @@ def test_steps_run_on_the_threads_pool_with_the_same_bits():
     assert len(pool_threads()) >= 1
 
 
+@needs_threads
 def test_each_python_thread_steps_on_its_own_pool_and_ends_it():
     """Streams stepped from two threads at once each give the single-threaded bits; a thread's pool
     is stopped when the thread ends, and a stream it stepped then steps on its new thread's pool."""
@@ -195,6 +200,7 @@ def test_a_stream_steps_in_a_forked_child():
     np.testing.assert_array_equal(got, expected)
 
 
+@needs_threads
 def test_a_stopped_pool_is_replaced():
     layer = make_layer("rnn", 64, 256, 1, np.float32)
     x = np.ones((1, 64), np.float32)
