@@ -220,12 +220,17 @@ int fl_stream_step(const struct fl_stream *s, const void *x, void *workspace,
  * initialises it for `threads` threads (the caller's own, which is thread 0, and threads - 1 more),
  * and runs fl_pool_serve(pool, k) on a thread of its own for each k in 1 .. threads-1. A stream
  * whose `pool` is the pool then runs its steps on them. fl_pool_stop waits for a step that is
- * running, then makes every fl_pool_serve return; the memory may be freed once they all have.
- * A step on a stopped pool, or on a pool busy with another thread's step, runs without it. */
+ * running, then makes every fl_pool_serve return; the memory may be freed once they all have (a
+ * second stop does nothing). A step on a stopped pool, on a pool that not all its threads serve
+ * yet, or on a pool busy with another thread's step runs without it: a step never waits for a
+ * thread to arrive. */
 
 size_t fl_pool_bytes(void);
 int fl_pool_init(struct fl_pool *pool, int threads);
 int fl_pool_threads(const struct fl_pool *pool);
+/* The threads inside fl_pool_serve now, and how many steps have run on the pool (not without). */
+int fl_pool_serving(const struct fl_pool *pool);
+unsigned long fl_pool_calls(const struct fl_pool *pool);
 /* Serves the pool as its thread `index` (1 .. threads-1) until fl_pool_stop. */
 int fl_pool_serve(struct fl_pool *pool, int index);
 void fl_pool_stop(struct fl_pool *pool);

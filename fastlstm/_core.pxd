@@ -99,6 +99,8 @@ cdef extern from "fastlstm.h" nogil:
 
     size_t fl_pool_bytes()
     int fl_pool_init(fl_pool *pool, int threads)
+    int fl_pool_serving(const fl_pool *pool)
+    unsigned long fl_pool_calls(const fl_pool *pool)
     int fl_pool_serve(fl_pool *pool, int index)
     void fl_pool_stop(fl_pool *pool)
 

@@ -23,6 +23,7 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport uintptr_t
+from posix.unistd cimport getpid
 
 # NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
 # struct fl_desc in the code below.
@@ -498,6 +499,7 @@ cdef class Pool:
     Each of threads - 1 Python threads runs serve(k), which returns once stop() is called."""
     cdef void *memory
     cdef fl_pool *pool
+    cdef int pid           # the process the pool and its threads are in
     cdef readonly int threads
     cdef readonly bint stopped
 
@@ -507,10 +509,20 @@ cdef class Pool:
             raise MemoryError()
         self.pool = <fl_pool *>((<uintptr_t>self.memory + 63) & ~(<uintptr_t>63))
         _raise_for(fl_pool_init(self.pool, threads))
-        self.threads = threads
+        self.threads, self.pid = threads, getpid()
 
     def __dealloc__(self):
         PyMem_Free(self.memory)
+
+    @property
+    def serving(self):
+        """The threads inside serve() now: steps pass the pool by until threads - 1 are."""
+        return fl_pool_serving(self.pool)
+
+    @property
+    def calls(self):
+        """How many steps have run on the pool."""
+        return fl_pool_calls(self.pool)
 
     def serve(self, int index):
         """Serve as the pool's thread `index` until stop(); the GIL released throughout."""
@@ -520,15 +532,14 @@ cdef class Pool:
         _raise_for(status)
 
     def stop(self):
-        """Make serve() return, once a step running on the pool is done; steps no longer use it."""
+        """Make serve() return, once a step running on the pool is done; steps no longer use it.
+        In a process forked from the pool's, whose threads did not come along (and whose copy of
+        the pool may show a step that never ends there), it only stops steps from using it."""
         if not self.stopped:
             self.stopped = True
-            with nogil:
-                fl_pool_stop(self.pool)
-
-    def forget(self):
-        """Steps no longer use this pool, whose threads are gone (in a child after fork)."""
-        self.stopped = True
+            if getpid() == self.pid:
+                with nogil:
+                    fl_pool_stop(self.pool)
 
 
 cdef class Stepper:

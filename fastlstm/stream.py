@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -143,6 +144,7 @@ class _CellStream(Stream):
 # Shared by the thread's streams, so that streams stepped in turn keep one set of waiting threads,
 # not one each. A pool's threads are daemon threads inside _core.Pool.serve, which releases the GIL.
 
+_POOL_START_SECONDS = 10.0
 _local = threading.local()
 _every_pool: "weakref.WeakSet[_PoolThreads]" = weakref.WeakSet()
 
@@ -155,9 +157,17 @@ class _PoolThreads:
         for k in range(1, threads):
             threading.Thread(target=self.pool.serve, args=(k,), name=f"fastlstm-pool-{k}",
                              daemon=True).start()
+        # Until its threads serve it, steps pass the pool by and start OpenMP teams, which a
+        # forked child of this process may not survive: wait for them (the GIL released, which
+        # they need to get there), for up to _POOL_START_SECONDS.
+        deadline = time.monotonic() + _POOL_START_SECONDS
+        while self.pool.serving < threads - 1 and time.monotonic() < deadline:
+            time.sleep(0.0001)
 
     def __del__(self) -> None:
-        self.pool.stop()
+        pool = getattr(self, "pool", None)  # None if making it failed
+        if pool is not None:
+            pool.stop()
 
 
 def pool_of_this_thread(threads: int) -> _core.Pool:
@@ -174,7 +184,7 @@ def _forget_pools() -> None:
     """In a child after fork: the pools' threads did not come along. Streams find new pools."""
     global _local
     for pool_threads in list(_every_pool):
-        pool_threads.pool.forget()
+        pool_threads.pool.stop()  # in another process: only marked stopped
     _local = threading.local()
 
 

@@ -2,10 +2,12 @@
 what forward gives on the whole sequence, for every kind, dtype, stack and backend."""
 import copy
 import doctest
+import faulthandler
 import multiprocessing
 import pickle
 import sys
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -123,6 +125,15 @@ def pooled_stream(layer, B=1):
         return layer.stream(B)
 
 
+def served(pool):
+    """The pool, once its threads serve it (until then steps pass it by)."""
+    for _ in range(10000):
+        if pool.serving == pool.threads - 1:
+            return pool
+        time.sleep(0.001)
+    raise AssertionError(f"{pool.serving} of {pool.threads - 1} threads serve the pool")
+
+
 @needs_threads
 def test_steps_run_on_the_threads_pool_with_the_same_bits():
     rng = np.random.default_rng(11)
@@ -132,10 +143,12 @@ def test_steps_run_on_the_threads_pool_with_the_same_bits():
         on_one = layer.stream(1)
     expected = step_all(on_one, xs)
     stream, other = pooled_stream(layer), pooled_stream(layer)
+    pool = served(stream._pool_of_this_thread())
+    assert other._pool_of_this_thread() is pool
+    calls = pool.calls
     np.testing.assert_array_equal(step_all(stream, xs), expected)
     np.testing.assert_array_equal(step_all(other, xs), expected)
-    assert stream._pool_of_this_thread() is other._pool_of_this_thread()
-    assert len(pool_threads()) >= 1
+    assert pool.calls == calls + 2 * len(xs)
 
 
 @needs_threads
@@ -148,11 +161,12 @@ def test_each_python_thread_steps_on_its_own_pool_and_ends_it():
     with fastlstm.num_threads(1):
         expected = step_all(layer.stream(1), xs)
     streams = [pooled_stream(layer) for _ in range(2)]
-    results, pools = [None, None], [None, None]
+    results, pools, calls = [None, None], [None, None], [None, None]
 
     def run(k):
+        pools[k] = served(streams[k]._pool_of_this_thread())
         results[k] = step_all(streams[k], xs)
-        pools[k] = streams[k]._pool_of_this_thread()
+        calls[k] = pools[k].calls
 
     before = set(pool_threads())
     workers = [threading.Thread(target=run, args=(k,)) for k in range(2)]
@@ -162,6 +176,7 @@ def test_each_python_thread_steps_on_its_own_pool_and_ends_it():
         worker.join()
     for result in results:
         np.testing.assert_array_equal(result, expected)
+    assert calls == [len(xs), len(xs)]
     assert pools[0] is not pools[1]
     assert pools[0].stopped and pools[1].stopped
     for thread in set(pool_threads()) - before:
@@ -172,6 +187,7 @@ def test_each_python_thread_steps_on_its_own_pool_and_ends_it():
 
 
 def _step_in_child(stream, xs, connection):
+    faulthandler.dump_traceback_later(20, exit=True)  # a hang shows where, and ends the child
     connection.send(step_all(stream, xs))
     connection.close()
 
@@ -198,6 +214,68 @@ def test_a_stream_steps_in_a_forked_child():
     expected = step_all(stream, xs[4:])
     assert child.exitcode == 0 and got is not None, f"the child ended with {child.exitcode}"
     np.testing.assert_array_equal(got, expected)
+
+
+def _step_a_new_stream(layer, x):
+    with fastlstm.num_threads(2):
+        stream = layer.stream(1)
+    for _ in range(20):
+        stream.step(x)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")
+def test_children_forked_while_another_thread_steps():
+    """A child forked while another thread's pool runs a step (the GIL released for it) has a copy
+    of that pool that never finishes the step: dropping it in the child must not wait for it."""
+    layer = make_layer("lstm", 256, 256, 1, np.float32)
+    x = np.ones((1, 256), np.float32)
+    stop = threading.Event()
+
+    def step_until_stopped():
+        with fastlstm.num_threads(2):
+            stream = layer.stream(1)
+        while not stop.is_set():
+            stream.step(x)
+
+    stepper = threading.Thread(target=step_until_stopped)
+    stepper.start()
+    context = multiprocessing.get_context("fork")
+    exit_codes = []
+    try:
+        for _ in range(6):
+            child = context.Process(target=_step_a_new_stream, args=(layer, x))
+            child.start()
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            exit_codes.append(child.exitcode)
+    finally:
+        stop.set()
+        stepper.join()
+    assert exit_codes == [0] * 6
+
+
+@needs_threads
+def test_a_pool_not_yet_served_is_passed_by():
+    """A step never waits for a pool's threads to arrive: one could be waiting for the GIL that
+    the stepping thread holds (a step this small does not release it)."""
+    rng = np.random.default_rng(14)
+    layer = make_layer("lstm", 64, 128, 1, np.float32)
+    xs = rng.standard_normal((5, 1, 64)).astype(np.float32)
+    with fastlstm.num_threads(1):
+        expected = step_all(layer.stream(1), xs)
+    pool = fastlstm._core.Pool(2)
+    stream = pooled_stream(layer)
+    stream._pool_of_this_thread = lambda: pool
+    np.testing.assert_array_equal(step_all(stream, xs), expected)
+    assert pool.calls == 0
+    threading.Thread(target=pool.serve, args=(1,), daemon=True).start()
+    served(pool)
+    stream.reset()
+    np.testing.assert_array_equal(step_all(stream, xs), expected)
+    assert pool.calls == len(xs)
+    pool.stop()
 
 
 @needs_threads

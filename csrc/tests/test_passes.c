@@ -11,7 +11,9 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../fastlstm.h"
 #include "check.h"
@@ -806,8 +808,8 @@ static void prepare_stream(const struct problem *p, int layers, int simd, int th
     r->top_hs = output(p[0].T * p[0].B * p[layers - 1].H, p[0].dtype);
 }
 
-/* Steps the stream T times, copying the top layer's h out after each step. */
-static int run_stream(const struct problem *p, struct stream_run *r)
+/* Steps the stream T times, copying the top layer's h out after each step, `pause_us` apart. */
+static int run_stream_paced(const struct problem *p, struct stream_run *r, long pause_us)
 {
     const int L = r->s.layers;
     const size_t size = p[0].dtype ? sizeof(double) : sizeof(float);
@@ -816,6 +818,8 @@ static int run_stream(const struct problem *p, struct stream_run *r)
     int status = fl_stream_workspace(&r->s, &bytes);
     void *work = malloc(bytes + 1);
     for (ptrdiff_t t = 0; status == FL_OK && t < p[0].T; t++) {
+        if (t > 0 && pause_us > 0)
+            nanosleep(&(struct timespec){0, pause_us * 1000}, NULL);
         status = fl_stream_step(&r->s, (const char *)r->xs + size * (size_t)(t * B * I), work,
                                 bytes);
         memcpy((char *)r->top_hs + size * (size_t)(t * B * H_top), r->layer[L - 1].h,
@@ -823,6 +827,11 @@ static int run_stream(const struct problem *p, struct stream_run *r)
     }
     free(work);
     return status;
+}
+
+static int run_stream(const struct problem *p, struct stream_run *r)
+{
+    return run_stream_paced(p, r, 0);
 }
 
 /* A pool of `threads` threads and the test's threads serving it, threads 1 .. threads-1. */
@@ -855,6 +864,9 @@ static int start_pool(struct served_pool *sp, int threads)
         if (pthread_create(&sp->thread[k], NULL, serve, &sp->serving[k]) != 0)
             return 0;
     }
+    // until they all serve, steps pass the pool by
+    while (fl_pool_serving(sp->pool) < threads - 1)
+        sched_yield();
     return 1;
 }
 
@@ -912,8 +924,14 @@ static void check_stream(struct check_group *g, struct rng *rng, int kind, int d
                     pooled = 0;
                 r.s.pool = pooled ? sp.pool : NULL;
                 const int status = run_stream(p, &r);
-                if (pooled)
+                if (pooled) {
+                    int team = 0;
+                    fl_stream_threads(&r.s, &team);
+                    const unsigned long calls = fl_pool_calls(sp.pool);
+                    check(g, calls == (team > 1 ? (unsigned long)T : 0),
+                          "%s: %lu steps ran on the pool, of %td", where, calls, T);
                     check(g, stop_pool(&sp), "%s: a thread served with an error", where);
+                }
                 if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
                     free_stream_run(&r);
                     continue;
@@ -980,15 +998,56 @@ static void check_stopped_pool(struct check_group *g, struct rng *rng)
     prepare_stream(&p, 1, fl_simd_max(), 2, &stopped);
     if (check(g, start_pool(&sp, 2), "stopped pool: pool not started")) {
         check(g, stop_pool_threads(&sp), "stopped pool: a thread served with an error");
+        fl_pool_stop(sp.pool); // a second stop does nothing
         stopped.s.pool = sp.pool;
         const int status = run_stream(&p, &plain) | run_stream(&p, &stopped);
         check(g, status == FL_OK, "stopped pool: status %d", status);
+        check(g, fl_pool_calls(sp.pool) == 0 && fl_pool_serving(sp.pool) == 0,
+              "stopped pool: %lu steps ran on it, %d threads serve it", fl_pool_calls(sp.pool),
+              fl_pool_serving(sp.pool));
         check(g, memcmp(plain.top_hs, stopped.top_hs, sizeof(float) * 3 * 128) == 0,
               "stopped pool: bits differ from a stream without a pool");
         free(sp.pool);
     }
     free_stream_run(&plain);
     free_stream_run(&stopped);
+    free_problem(&p);
+}
+
+/* A pool whose serving thread has gone to sleep between steps (2 ms apart, past its spinning) is
+ * woken at each; a pool that no thread serves yet is passed by, never waited for (its thread
+ * may be waiting for something the caller holds). Both give a plain stream's bits. */
+static void check_idle_pools(struct check_group *g, struct rng *rng)
+{
+    struct problem p = make_problem(rng, FL_LSTM, 0, 0, 4, 1, 64, 128, ALL_GIVEN);
+    struct stream_run plain, slept, unserved;
+    struct served_pool sp;
+    prepare_stream(&p, 1, fl_simd_max(), 2, &plain);
+    prepare_stream(&p, 1, fl_simd_max(), 2, &slept);
+    prepare_stream(&p, 1, fl_simd_max(), 2, &unserved);
+    int status = run_stream(&p, &plain);
+    if (check(g, start_pool(&sp, 2), "idle pools: pool not started")) {
+        slept.s.pool = sp.pool;
+        status |= run_stream_paced(&p, &slept, 2000);
+        check(g, fl_pool_calls(sp.pool) == 4, "sleeping pool: %lu of 4 steps ran on it",
+              fl_pool_calls(sp.pool));
+        check(g, stop_pool(&sp), "sleeping pool: a thread served with an error");
+    }
+    struct fl_pool *lone = aligned_alloc(64, (fl_pool_bytes() + 63) / 64 * 64);
+    status |= fl_pool_init(lone, 2);
+    unserved.s.pool = lone;
+    status |= run_stream(&p, &unserved);
+    check(g, fl_pool_calls(lone) == 0, "unserved pool: %lu steps ran on it", fl_pool_calls(lone));
+    check(g, status == FL_OK, "idle pools: status %d", status);
+    const size_t bytes = sizeof(float) * 4 * 128;
+    check(g, memcmp(plain.top_hs, slept.top_hs, bytes) == 0,
+          "sleeping pool: bits differ from a stream without a pool");
+    check(g, memcmp(plain.top_hs, unserved.top_hs, bytes) == 0,
+          "unserved pool: bits differ from a stream without a pool");
+    free(lone);
+    free_stream_run(&plain);
+    free_stream_run(&slept);
+    free_stream_run(&unserved);
     free_problem(&p);
 }
 
@@ -1115,6 +1174,7 @@ long test_stream_checks(void)
     free(pool);
     check_stopped_pool(&g, &rng);
     check_shared_pool(&g, &rng);
+    check_idle_pools(&g, &rng);
     return check_summary(&g, "sizes, kinds, dtypes, levels, NULL arrays, workspace, pools");
 }
 
