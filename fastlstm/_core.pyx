@@ -98,12 +98,17 @@ cdef _raise_for(int status):
     raise RuntimeError(f"fastlstm: the C layer refused the call (status {status})")
 
 
+cdef str _dtype_name(int typenum):
+    """The name of NumPy's type number (np.dtype takes no type numbers since NumPy 2)."""
+    return str(cnp.PyArray_DescrFromType(typenum))
+
+
 cdef int _dtype_of(int typenum) except -1:
     if typenum == cnp.NPY_FLOAT32:
         return FL_FLOAT32
     if typenum == cnp.NPY_FLOAT64:
         return FL_FLOAT64
-    raise TypeError(f"fastlstm: the kernels take float32 or float64, got {np.dtype(typenum)}")
+    raise TypeError(f"fastlstm: the kernels take float32 or float64, got {_dtype_name(typenum)}")
 
 
 cdef bint _fits(object a, int typenum, int ndim, ptrdiff_t d0, ptrdiff_t d1, ptrdiff_t d2):
@@ -138,7 +143,7 @@ cdef void *_data(object a, str name, int typenum, tuple shape, bint needed) exce
             raise ValueError(f"{name}: expected an array of shape {shape}, got None")
         return NULL
     if not _fits_shape(a, typenum, shape):
-        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array of shape "
+        raise ValueError(f"{name}: expected a C-contiguous {_dtype_name(typenum)} array of shape "
                          f"{shape}, got {getattr(a, 'dtype', type(a).__name__)} "
                          f"{getattr(a, 'shape', '')}")
     return cnp.PyArray_DATA(<cnp.ndarray>a)

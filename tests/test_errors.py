@@ -288,3 +288,20 @@ def test_wall_checks_the_workspace_it_is_given(given):
     C, A = np.zeros((3, 5)), np.ones((3, 4))
     with pytest.raises(ValueError, match="workspace: expected"):
         _core.matmul(C, A, np.ones((4, 5)), False, False, 1, 0, workspace_of)
+
+
+@pytest.mark.parametrize("W, U, error, message", [
+    (np.zeros((I, 4 * H), np.float32), np.zeros((H, 4 * H)),
+     ValueError, r"W: expected a C-contiguous float64 array of shape \(4, 20\), got float32"),
+    (np.zeros((I, 8 * H))[:, ::2], np.zeros((H, 4 * H)),
+     ValueError, r"W: expected a C-contiguous float64 array of shape \(4, 20\), got float64"),
+    (np.zeros((I, 4 * H), np.int32), np.zeros((H, 4 * H), np.int32),
+     TypeError, "the kernels take float32 or float64, got int32"),
+], ids=["dtype", "strided", "int32"])
+def test_wall_names_the_dtype_it_expected(W, U, error, message):
+    """The wall's own checks, for callers that bypass the Python ones, name the dtype expected
+    and given (from NumPy's type number, which np.dtype no longer takes)."""
+    from fastlstm import _core
+
+    with pytest.raises(error, match=message):
+        _core.pack(_core.fl_kind.FL_LSTM, W, U, B, 1, 0)
