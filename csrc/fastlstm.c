@@ -13,6 +13,7 @@
 #include <math.h>
 #include <limits.h>
 #include <sched.h>
+#include <time.h>
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -98,13 +99,18 @@ struct fl_counter {
 /* The team of a pass, in its workspace: done is (loop << 32) | items finished in that loop;
  * share[k] (loop << 32) | next position in thread k's share; then loop[k], the loop thread k is
  * at (its own counter, no atomics). `threads` shares, however many threads the team got. Threads
- * that wait long sleep on `wake` (see fl_loop_end), `sleepers` of them. */
+ * that wait long sleep on `wake` (see fl_loop_end), `sleepers` of them, and add the time they
+ * slept to `stalled_ns`; `finished_ns` is when thread 0 finished its part of the region. On cores
+ * of their own the team's threads finish a loop, and the region, within an item of one another:
+ * long waits mean that a thread was descheduled (holding an item, or before it could see that
+ * nothing was left), and then the team has fewer cores than threads. */
 struct fl_team {
     int threads;
     struct fl_counter done;
     struct {
         uint32_t wake, sleepers;
-        char pad[FL_LINE - 2 * sizeof(uint32_t)];
+        uint64_t stalled_ns, finished_ns;
+        char pad[FL_LINE - 2 * sizeof(uint32_t) - 2 * sizeof(uint64_t)];
     } sleep;
     struct fl_counter counters[]; /* share[threads], then loop[threads] */
 };
@@ -121,6 +127,7 @@ static struct fl_team *fl_team_open(void *memory, int threads)
     team->threads = threads;
     team->done.value = 0;
     team->sleep.wake = team->sleep.sleepers = 0;
+    team->sleep.stalled_ns = team->sleep.finished_ns = 0;
     for (int k = 0; k < 2 * threads; k++)
         team->counters[k].value = 0;
     return team;
@@ -194,6 +201,35 @@ static void fl_wake_all(uint32_t *word)
 #endif
 }
 
+/* A monotonic clock in nanoseconds, for the stalls of a team. */
+static uint64_t fl_now_ns(void)
+{
+    struct timespec now;
+#ifdef CLOCK_MONOTONIC
+    clock_gettime(CLOCK_MONOTONIC, &now);
+#else
+    timespec_get(&now, TIME_UTC);
+#endif
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* The last statement of a team's parallel region: thread 0 notes the time, for fl_team_report. */
+static void fl_team_finish(struct fl_team *team)
+{
+    if (fl_thread_index() == 0)
+        team->sleep.finished_ns = fl_now_ns();
+}
+
+/* After the parallel region: adds the team's stalls to the caller's count, if it keeps one, the
+ * time thread 0 waited at the region's end for the others included. */
+static void fl_team_report(const struct fl_team *team, uint64_t *stalled_ns)
+{
+    if (!stalled_ns)
+        return;
+    const uint64_t now = fl_now_ns(), finished = team->sleep.finished_ns;
+    *stalled_ns += team->sleep.stalled_ns + (finished && now > finished ? now - finished : 0);
+}
+
 static inline void fl_pause(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -241,6 +277,7 @@ static void fl_loop_end(struct fl_team *team, ptrdiff_t n)
     }
     // Sleep: announce it, then look again, so that the thread completing the loop (which
     // publishes `done`, bumps `wake`, then looks for sleepers) either sees this sleeper or is seen.
+    const uint64_t since = fl_now_ns();
     for (;;) {
         const uint32_t seen = __atomic_load_n(&team->sleep.wake, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&team->done.value, __ATOMIC_SEQ_CST) >= next)
@@ -250,6 +287,9 @@ static void fl_loop_end(struct fl_team *team, ptrdiff_t n)
             fl_sleep(&team->sleep.wake, seen);
         __atomic_sub_fetch(&team->sleep.sleepers, 1, __ATOMIC_SEQ_CST);
     }
+    const uint64_t until = fl_now_ns();
+    if (until > since) // a clock without CLOCK_MONOTONIC may step back
+        __atomic_add_fetch(&team->sleep.stalled_ns, until - since, __ATOMIC_RELAXED);
     *loop += 1;
 }
 

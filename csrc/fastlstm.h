@@ -41,6 +41,7 @@
 #define FASTLSTM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,10 @@ struct fl_desc {
     const ptrdiff_t *lengths; /* (B,) each row's steps, or NULL (T for every row); sequences only */
     int num_threads;          /* >= 1 */
     int simd;                 /* enum fl_simd, at most fl_simd_max() */
+    uint64_t *stalled_ns;     /* or NULL; a sequence pass adds to it the nanoseconds its threads
+                               * waited, past a spin, for one another (for an item another thread
+                               * had claimed, at the pass's end): a sign that its cores are shared
+                               * (fl_team in fastlstm.c). Cells leave it. */
 };
 
 struct fl_weights {

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from typing import Any, Iterator, Optional
 
 from . import _core
@@ -16,10 +17,16 @@ _environment: dict[str, int] = {}
 
 
 class _Overrides(threading.local):
-    """num_threads() and use_simd() settings of one Python thread (None: not set)."""
+    """num_threads() and use_simd() settings of one Python thread (None: not set), and what it
+    saw of the cores being shared (see note_stalls)."""
 
     threads: Optional[int] = None
     simd: Optional[int] = None
+    stalled_share: float = 0.0  # a running mean of the share of the passes' time spent stalled
+    shared_of: int = 0          # the thread count that the cores turned out too few for, or 0
+    shared_threads: int = 0     # the count used instead, until shared_until (time.monotonic())
+    shared_until: float = 0.0
+    shared_tries: int = 0       # the whiles of fewer threads since a calm second
 
 
 _local = _Overrides()
@@ -51,6 +58,14 @@ def get_num_threads() -> int:
     int
         The innermost :func:`num_threads` setting of this Python thread, else the value given to
         :func:`set_num_threads`, else ``OMP_NUM_THREADS``, else the number of usable cores.
+
+    Notes
+    -----
+    It is the most the kernels use. When a pass's threads stall waiting for one another (a core
+    taken by another process, or by NumPy's BLAS threads, which spin for about 0.1 s after each
+    product), the Python thread that called it halves its count for a while, then tries all of
+    them again: a pass's time at first, twice as long after each try that stalls again, up to a
+    tenth of a second or ten passes. ``OMP_DYNAMIC=false`` turns this off.
     """
     return _local.threads or _state["threads"] or _default_num_threads()
 
@@ -134,9 +149,96 @@ def use_simd(name: str) -> Iterator[None]:
         _local.simd = previous
 
 
+# ---- sharing the cores --------------------------------------------------------------------------
+# The thread count is what fastlstm may use. A sequence pass on more threads than the cores that
+# are free for it runs slower than on fewer: a thread that the system deschedules (its core taken
+# by NumPy's BLAS threads, which spin for 0.1 s after each product, or by another process) stalls
+# the team until it runs again, holding its item or keeping the region from ending. The C passes
+# report the time their threads stalled so (fl_desc.stalled_ns); when that becomes a large share
+# of their time, this Python thread halves its thread count for a while, then tries all of them
+# again: for a pass's time at first, twice as long after each try that stalls again within a
+# second, up to a tenth of a second or ten passes. So a loop that shares its cores for good
+# (NumPy's `@` between the passes) spends a few percent of its passes trying, and one pass that
+# stalled on a busy moment costs the next pass or two their threads, not a tenth of a second.
+# The bits do not depend on the thread count. OMP_DYNAMIC=false turns this off.
+
+# Stalls on this share of the threads' time (a running mean over passes, each pass a quarter)
+# halve the thread count: in a NumPy loop whose `@` left the BLAS's threads spinning, two threads
+# stalled for 10-25% of a pass's time (T, B, H = 50-25, 8-64, 128-512, the median pass); in the
+# same loops on fastlstm.matmul, 0.1-3% (single passes up to 27% on this shared machine).
+_STALLED_SHARE = 0.08
+_STALLED_WEIGHT = 0.25
+# The longest while of the halved count: this, or this many passes like the one that stalled.
+_SHARED_SECONDS = 0.1
+_SHARED_PASSES = 10
+# The first while: this, or one such pass; first again when none began for _CALM_SECONDS after
+# the last one ended.
+_FIRST_SECONDS = 0.005
+_CALM_SECONDS = 1.0
+
+
+def _read_dynamic() -> bool:
+    return os.environ.get("OMP_DYNAMIC", "").strip().lower() not in ("false", "0", "no", "off")
+
+
 def kernel_args() -> tuple[int, int]:
-    """(num_threads, simd) as the C kernels take them. Every kernel call asks, so it is kept cheap."""
-    return get_num_threads(), simd_level()
+    """(num_threads, simd) as the C kernels take them: fewer threads for a while after passes
+    stalled (note_stalls). Every kernel call asks, so it is kept cheap."""
+    threads, local = get_num_threads(), _local
+    if local.shared_of == threads:
+        if time.monotonic() < local.shared_until:
+            return local.shared_threads, simd_level()
+        local.shared_of = 0  # try all of them again
+    return threads, simd_level()
+
+
+def note_stalls(threads: int, stalled_ns: int, seconds: float) -> None:
+    """After a sequence pass of `seconds` on `threads` threads that stalled `stalled_ns`
+    nanoseconds in all (the C layer's count): halve this Python thread's count for a while when
+    the stalls' running share of the threads' time passes _STALLED_SHARE."""
+    if threads < 2 or seconds <= 0 or not _dynamic():
+        return
+    local, configured = _local, get_num_threads()
+    share = stalled_ns * 1e-9 / (threads * seconds)
+    local.stalled_share += _STALLED_WEIGHT * (share - local.stalled_share)
+    if local.stalled_share <= _STALLED_SHARE:
+        return
+    # Left at the threshold, the running share stays above it after the next pass (the try)
+    # exactly when that pass stalls more than the threshold's share.
+    local.stalled_share = _STALLED_SHARE
+    now = time.monotonic()
+    if now > local.shared_until + _CALM_SECONDS:
+        local.shared_tries = 0
+    local.shared_tries = min(local.shared_tries + 1, 16)
+    longest = max(_SHARED_SECONDS, _SHARED_PASSES * seconds)
+    first = max(_FIRST_SECONDS, seconds)
+    local.shared_of, local.shared_threads = configured, threads // 2
+    local.shared_until = now + min(longest, first * 2.0 ** (local.shared_tries - 1))
+
+
+@contextlib.contextmanager
+def fixed_threads() -> Iterator[None]:
+    """Keep the thread count as set, without the adjustment (as ``OMP_DYNAMIC=false``), inside a
+    ``with`` block: the benchmark's contender that shows what the adjustment gains."""
+    previous = _dynamic()
+    _environment["dynamic"] = False
+    try:
+        yield
+    finally:
+        _environment["dynamic"] = previous
+
+
+def forget_sharing() -> None:
+    """Forget what this Python thread saw of the cores being shared: the next pass uses all the
+    threads (the benchmark's contenders start so, each as a script of its own would)."""
+    local = _local
+    local.stalled_share, local.shared_of, local.shared_tries = 0.0, 0, 0
+
+
+def _dynamic() -> bool:
+    if "dynamic" not in _environment:
+        _environment["dynamic"] = _read_dynamic()
+    return bool(_environment["dynamic"])
 
 
 def config() -> dict[str, Any]:
@@ -148,6 +250,7 @@ def config() -> dict[str, Any]:
         "openmp_version": omp or None,
         "openmp_note": _core.openmp_note(),
         "num_threads": get_num_threads(),
+        "dynamic_threads": _dynamic(),
         "simd": _core.simd_name(simd_level()),
         "simd_available": available_simd(),
         "simd_features": _core.simd_features(simd_level()),

@@ -1,5 +1,6 @@
 # The C contract (csrc/fastlstm.h), declared once for the wall (_core.pyx) and any Cython caller.
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint64_t
 
 cdef extern from "fastlstm.h" nogil:
     cpdef enum fl_status:
@@ -33,6 +34,7 @@ cdef extern from "fastlstm.h" nogil:
         const ptrdiff_t *lengths
         int num_threads
         int simd
+        uint64_t *stalled_ns
 
     struct fl_weights:
         const void *W

@@ -22,7 +22,7 @@ cdef extern from *:
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.pythread cimport PyThread_get_thread_ident
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport uint64_t, uintptr_t
 from posix.unistd cimport getpid
 
 # NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
@@ -170,6 +170,7 @@ cdef fl_desc _desc(int kind, int typenum, ptrdiff_t T, ptrdiff_t B, ptrdiff_t I,
     d.T, d.B, d.I, d.H = T, B, I, H
     d.lengths = NULL
     d.num_threads, d.simd = num_threads, simd
+    d.stalled_ns = NULL
     return d
 
 
@@ -271,7 +272,8 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
     := the forward of xs (T, B, I) from h0, c0 (B, H) (None: zeros), each row for its own length
     (lengths (B,) np.intp, or None: T). With `packed` (pack()'s array for this call's kind,
     dtype, SIMD level, I, H and B), W and U are not read and may be None. `workspace_of`, if
-    given, gives the workspace (see _work_array)."""
+    given, gives the workspace (see _work_array). Returns the nanoseconds its threads stalled
+    (fl_desc.stalled_ns)."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
     cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = hs_ext.shape[2]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
@@ -292,6 +294,8 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
     cdef cnp.ndarray work = _workspace(FL_FORWARD, &d, workspace_of)
     cdef void *workspace = cnp.PyArray_DATA(work)
     cdef size_t nbytes = work.shape[0]
+    cdef uint64_t stalled_ns = 0
+    d.stalled_ns = &stalled_ns
     cdef int status
     with nogil:
         if packed_data == NULL:
@@ -300,13 +304,14 @@ def forward(int kind, hs_ext, cs_ext, gates, hn, h0, c0, xs, W, U, b, lengths, i
             status = fl_forward_packed(&d, &out, &inp, &w, packed_data, packed_bytes, workspace,
                                        nbytes)
     _raise_for(status)
+    return stalled_ns
 
 
 def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs, dh_T, dc_T, xs,
              W, U, lengths, int num_threads, int simd, workspace_of=None):
     """dxs (T, B, I), dh0 (B, H), the LSTM's dc0 (B, H), dW, dU, db := the backward, from what
     forward saved, of the gradients dhs (T, B, H), dh_T, dc_T (B, H) (each None: zeros).
-    `workspace_of` as forward's."""
+    `workspace_of` and the return as forward's."""
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>xs)
     cdef ptrdiff_t T = xs.shape[0], B = xs.shape[1], I = xs.shape[2], H = U.shape[0]
     cdef fl_desc d = _desc(kind, t, T, B, I, H, num_threads, simd)
@@ -335,10 +340,13 @@ def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs
     cdef cnp.ndarray work = _workspace(FL_BACKWARD, &d, workspace_of)
     cdef void *workspace = cnp.PyArray_DATA(work)
     cdef size_t nbytes = work.shape[0]
+    cdef uint64_t stalled_ns = 0
+    d.stalled_ns = &stalled_ns
     cdef int status
     with nogil:
         status = fl_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
     _raise_for(status)
+    return stalled_ns
 
 
 # ---- cells ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ otherwise they are checked and converted as the reference does, and offered agai
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
@@ -131,8 +132,11 @@ def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
                  (T, B, kind.gates * H) if name == "gates" else (T, B, H))
         saved[name] = np.empty(shape, dtype) if scratch is None else scratch(name, shape, dtype)
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
-    _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0, c0, xs, W,
-                  U, b, lengths, *_config.kernel_args(), packed, _kept_workspace)
+    threads, simd = _config.kernel_args()
+    start = time.perf_counter()
+    stalled_ns = _core.forward(kind.code, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), h0,
+                               c0, xs, W, U, b, lengths, threads, simd, packed, _kept_workspace)
+    _config.note_stalls(threads, stalled_ns, time.perf_counter() - start)
     cache = _CACHES[kind][0](xs, hs_ext, cs_ext, saved.get("gates"), saved.get("hn"), W, U,
                              lengths)
     finals = (hs_ext[T].copy(), cs_ext[T].copy()) if kind.cell_state else (hs_ext[T].copy(),)
@@ -147,9 +151,12 @@ def _backward(dhs, dh_T, dc_T, k):
     dc0 = np.empty((B, H), dtype) if kind.cell_state else None
     dW, dU, db = np.empty((I, N), dtype), np.empty((H, N), dtype), np.empty(bias_shape(kind, H),
                                                                             dtype)
-    _core.backward(kind.code, dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates, k.hn, dhs,
-                   dh_T, dc_T, k.xs, k.W, k.U, k.lengths, *_config.kernel_args(),
-                   _kept_workspace)
+    threads, simd = _config.kernel_args()
+    start = time.perf_counter()
+    stalled_ns = _core.backward(kind.code, dxs, dh0, dc0, dW, dU, db, k.hs_ext, k.cs_ext, k.gates,
+                                k.hn, dhs, dh_T, dc_T, k.xs, k.W, k.U, k.lengths, threads, simd,
+                                _kept_workspace)
+    _config.note_stalls(threads, stalled_ns, time.perf_counter() - start)
     return (dxs, dh0, dc0, dW, dU, db) if kind.cell_state else (dxs, dh0, dW, dU, db)
 
 

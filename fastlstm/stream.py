@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._config import kernel_args
+from ._config import get_num_threads, simd_level
 from ._validate import positive_int, shaped_array
 
 __all__ = ["Stream"]
@@ -81,7 +81,9 @@ class Stream(_core.Stepper):
         self._h = np.zeros((L, B, H), layer.dtype)
         self._c = np.zeros((L, B, H), layer.dtype) if self._kind.cell_state else None
         if type(self) is Stream:
-            num_threads, simd = kernel_args()
+            # the count as set: a stream's steps run on its pool, not on the passes' teams that
+            # _config halves while their cores are taken
+            num_threads, simd = get_num_threads(), simd_level()
             self._num_threads = num_threads
             # a serial build runs on one thread, streams included (its documented contract)
             pooled = _core.openmp_version() > 0

@@ -53,7 +53,7 @@ def test_default_follows_omp_num_threads():
 def test_show_config(capsys):
     fastlstm.show_config()
     text = capsys.readouterr().out
-    for key in ("openmp", "simd", "compiler", "cflags", "num_threads"):
+    for key in ("openmp", "simd", "compiler", "cflags", "num_threads", "dynamic_threads"):
         assert key in text
     config = _config.config()
     assert config["simd"] in config["simd_available"]
@@ -103,3 +103,168 @@ def test_kinds_table_matches_the_c_layer():
         assert kind.code == int(getattr(_core.fl_kind, "FL_" + kind.name.upper()))
         assert (_core.gates(kind.code), _core.bias_rows(kind.code)) == (kind.gates, kind.bias_rows)
     assert _core.gates(len(_kinds.KINDS)) == 0
+
+
+# ---- fewer threads while the cores are shared ------------------------------------------------------
+
+class Clock:
+    """time.monotonic() for _config, moved by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """This Python thread's sharing state cleared, adjusting on, on 4 threads, with a clock moved
+    by hand; all restored afterwards."""
+    monkeypatch.setitem(_config._environment, "dynamic", True)
+    for name in ("stalled_share", "shared_of", "shared_threads", "shared_until", "shared_tries"):
+        monkeypatch.setattr(_config._local, name, getattr(_config._Overrides, name))
+    clock = Clock()
+    monkeypatch.setattr(_config.time, "monotonic", clock)
+    with fastlstm.num_threads(4):
+        yield clock
+
+
+def stalled(threads, share, seconds):
+    """A pass of `seconds` on `threads` threads that stalled `share` of their time."""
+    _config.note_stalls(threads, int(share * threads * seconds * 1e9), seconds)
+
+
+def test_stalls_halve_the_thread_count_for_a_while(clock):
+    assert _config.kernel_args()[0] == 4
+    stalled(4, 0.0, 0.01)
+    stalled(4, 0.02, 0.01)               # 2%: the running share stays low
+    assert _config.kernel_args()[0] == 4
+    stalled(4, 0.3, 0.01)                # 30%: a quarter of it is not yet enough
+    assert _config.kernel_args()[0] == 4
+    stalled(4, 0.3, 0.01)
+    assert _config.kernel_args()[0] == 2
+    stalled(2, 0.5, 0.01)                # still stalled on 2: halved again
+    assert _config.kernel_args()[0] == 1
+    stalled(1, 1.0, 0.01)                # one thread cannot stall
+    with fastlstm.num_threads(3):        # another count: not cut
+        assert _config.kernel_args()[0] == 3
+    clock.now += 0.019                   # the first while was a pass long, the second two
+    assert _config.kernel_args()[0] == 1
+    clock.now += 0.002
+    assert _config.kernel_args()[0] == 4
+
+
+def test_tries_that_stall_double_the_while(clock):
+    def cut_for():
+        """How long the count is halved from now, after the passes just noted."""
+        assert _config.kernel_args()[0] == 2
+        seconds = _config._local.shared_until - clock.now
+        clock.now = _config._local.shared_until
+        assert _config.kernel_args()[0] == 4
+        return round(seconds, 6)
+
+    stalled(4, 0.5, 0.002)
+    whiles = [cut_for()]
+    for _ in range(7):                   # the loop stays shared: every try stalls
+        stalled(4, 0.3, 0.002)
+        whiles.append(cut_for())
+    # from the first while's 5 ms, twice as long each time, up to a tenth of a second
+    assert whiles == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1, 0.1]
+    stalled(4, 0.0, 0.002)               # a try that did not stall: all threads
+    assert _config.kernel_args()[0] == 4
+    clock.now += 0.5                     # within a calm second: the whiles go on growing
+    stalled(4, 0.5, 0.002)
+    assert cut_for() == 0.1
+    clock.now += 1.01                    # after one: the first while again
+    stalled(4, 0.5, 0.002)
+    assert cut_for() == 0.005
+
+
+def test_a_try_that_stalls_little_keeps_all_threads(clock):
+    stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 2
+    clock.now += 0.011
+    stalled(4, 0.05, 0.01)               # under the threshold's share
+    assert _config.kernel_args()[0] == 4
+
+
+def test_long_passes_keep_the_count_for_ten_of_them(clock):
+    for _ in range(16):                  # passes of 2 s that always stall
+        stalled(4, 0.5, 2.0)
+        clock.now = _config._local.shared_until
+    stalled(4, 0.5, 2.0)
+    assert _config._local.shared_until - clock.now == pytest.approx(20.0)
+
+
+def test_forget_sharing(clock):
+    stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 2
+    _config.forget_sharing()
+    assert _config.kernel_args()[0] == 4
+    stalled(4, 0.3, 0.01)                # the running share starts again from 0
+    assert _config.kernel_args()[0] == 4
+
+
+def test_omp_dynamic_false_keeps_the_count(clock, monkeypatch):
+    monkeypatch.setitem(_config._environment, "dynamic", False)
+    for _ in range(5):
+        stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 4
+
+
+@pytest.mark.parametrize("value, dynamic", [("", True), ("true", True), ("false", False),
+                                            ("FALSE", False), ("0", False), ("1", True)])
+def test_omp_dynamic_is_read(monkeypatch, value, dynamic):
+    monkeypatch.setenv("OMP_DYNAMIC", value)
+    assert _config._read_dynamic() is dynamic
+
+
+# Two cores for this process, one of them taken by another process that never yields it (as NumPy's
+# BLAS threads spin after a product): a two-thread pass stalls whenever its thread there is
+# descheduled. The C passes must report it, and the calls after it use one thread.
+SHARED_CORES = """
+import os, subprocess, sys, numpy as np, fastlstm
+from fastlstm import _core
+a, b = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, {a, b})
+busy = subprocess.Popen([sys.executable, "-c",
+                         f"import os\\nos.sched_setaffinity(0, {{{a}}})\\nwhile True: pass"])
+calls, forward = [], _core.forward
+def counting(*args):
+    calls.append(args[12])      # the thread count
+    return forward(*args)
+_core.forward = counting
+rng = np.random.default_rng(0)
+T, B, I, H = 200, 16, 64, 128
+xs = rng.standard_normal((T, B, I)).astype(np.float32)
+W = (0.1 * rng.standard_normal((I, 4 * H))).astype(np.float32)
+U = (0.1 * rng.standard_normal((H, 4 * H))).astype(np.float32)
+bias = np.zeros(4 * H, np.float32)
+try:
+    with fastlstm.num_threads(2):
+        outs = [fastlstm.lstm_forward(xs, None, None, W, U, bias)[0] for _ in range(40)]
+finally:
+    busy.kill()
+print(calls[0], min(calls), all(np.array_equal(o, outs[0]) for o in outs))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity")
+                    or len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 cores, Linux")
+@pytest.mark.skipif(not fastlstm._core.openmp_version(), reason="a serial build has one thread")
+def test_a_core_taken_by_another_process_gets_one_thread():
+    out = subprocess.run([sys.executable, "-c", SHARED_CORES], capture_output=True, text=True,
+                         cwd=CHILD_CWD, timeout=120)
+    assert out.stdout.split() == ["2", "1", "True"], out.stdout + out.stderr
+
+
+def test_fixed_threads_keeps_the_count_inside_only(clock):
+    with _config.fixed_threads():
+        assert not _config.config()["dynamic_threads"]
+        for _ in range(5):
+            stalled(4, 0.5, 0.01)
+        assert _config.kernel_args()[0] == 4
+    assert _config.config()["dynamic_threads"]
+    stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 2

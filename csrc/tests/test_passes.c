@@ -356,13 +356,15 @@ static int pass_of(int cell, int backward)
                 : (backward ? FL_BACKWARD : FL_FORWARD);
 }
 
-/* Runs the problem's forward then backward at one SIMD level and thread count; returns the
- * first status that is not FL_OK, or FL_OK. The workspaces are exactly as large as fl_workspace
- * says (so a sanitizer sees any access past them). */
-static int run_passes(const struct problem *p, int simd, int threads, struct run *r)
+/* Runs the problem's forward then backward at one SIMD level and thread count, their stalls
+ * added to *stalled_ns (fl_desc); returns the first status that is not FL_OK, or FL_OK. The
+ * workspaces are exactly as large as fl_workspace says (so a sanitizer sees any access past them). */
+static int run_passes(const struct problem *p, int simd, int threads, struct run *r,
+                      uint64_t *stalled_ns)
 {
     prepare_run(p, r);
-    const struct call c = call_of(p, r, simd, threads);
+    struct call c = call_of(p, r, simd, threads);
+    c.d.stalled_ns = stalled_ns;
     for (int backward = 0; backward <= 1; backward++) {
         const int pass = pass_of(p->cell, backward);
         size_t bytes = 0;
@@ -451,11 +453,17 @@ static void check_problem(struct check_group *g, const struct problem *p, const 
                      p->cell ? "cell" : "sequence", kind_name(p->kind), p->dtype ? "f64" : "f32",
                      p->T, B, p->I, H, variant, fl_simd_name(simd), threads);
             struct run r;
-            const int status = run_passes(p, simd, threads, &r);
+            // the stalls' count is added to, by the sequence passes only, less than a minute
+            const uint64_t before = (uint64_t)1 << 40, minute = 60 * (uint64_t)1000000000;
+            uint64_t stalled_ns = before;
+            const int status = run_passes(p, simd, threads, &r, &stalled_ns);
             if (!check(g, status == FL_OK, "%s: status %d", where, status)) {
                 free_run(&r);
                 continue;
             }
+            check(g, p->cell ? stalled_ns == before : stalled_ns - before < minute,
+                  "%s: stalled_ns %llu, from %llu", where, (unsigned long long)stalled_ns,
+                  (unsigned long long)before);
             if (threads > 1) {
                 check(g, have_first && same_bits(&first, &r, p->dtype),
                       "%s: bits differ from 1 thread", where);

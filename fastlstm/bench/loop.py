@@ -5,16 +5,18 @@ import time
 import numpy as np
 
 import fastlstm
-from fastlstm import reference
+from fastlstm import _config, reference
 
 from .timing import SETTLE_SECONDS
 
 # the training-loop table: (T, B, I, H, O), an LSTM under a linear read-out of O outputs
 LOOPS = [(50, 8, 64, 128, 64), (50, 32, 64, 256, 64), (25, 64, 256, 512, 64)]
 LOOP_STEPS = 4  # timed training steps of each contender per round
+QUIET_SECONDS = 0.15  # a sleep before each contender: OpenBLAS's threads spin about 0.1 s
 # the ratios of the training-loop table: speed-ups over the reference, then fastlstm's time against
 # its time with NumPy's BLAS on one thread (when threadpoolctl is there to set that)
-LOOP_RATIOS = [("reference", "fastlstm"), ("reference", "fastlstm + matmul"),
+LOOP_RATIOS = [("reference", "fastlstm"), ("fastlstm, fixed threads", "fastlstm"),
+               ("reference", "fastlstm + matmul"),
                ("fastlstm", "fastlstm, 1 BLAS thread"),
                ("fastlstm + matmul", "fastlstm, 1 BLAS thread")]
 
@@ -64,16 +66,24 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=S
     """Time a NumPy training loop (:func:`make_training_step`) around fastlstm and the reference.
 
     NumPy's BLAS keeps its default thread count. Each round times `steps` training steps of each
-    contender in turn, each after `settle` seconds of its own untimed steps: long enough that the
-    threads the previous contender left spinning have stopped, so that each contender meets what
-    its own loop leaves spinning, as a script looping over it does. A third contender computes the read-out of fastlstm's loop
-    with ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain
-    loop with the BLAS on one thread. Returns the record: every step time of each contender in ms,
-    and per round the ratios of the contenders' median step times.
+    contender in turn, each after `settle` seconds of its own untimed steps, so that each contender
+    meets what its own loop leaves spinning, as a script looping over it does. For the same reason
+    each contender starts as a script of its own would: after `QUIET_SECONDS` of sleep, in which
+    the threads the previous one left spinning stop, and with all fastlstm's threads, not with the
+    fewer that the previous one may have left it (``_config.forget_sharing``).
+
+    A second contender is fastlstm's loop with its thread count kept as set
+    (``_config.fixed_threads``, as ``OMP_DYNAMIC=false``): what the adjustment to cores taken by
+    the BLAS's threads gains, or costs. A third computes the read-out of fastlstm's loop with
+    ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain loop
+    with the BLAS on one thread. Returns the record: every step time of each contender in ms, and
+    per round the ratios of the contenders' median step times.
     """
     plain = contextlib.nullcontext
     contenders = {
         "fastlstm": (make_training_step(fastlstm, spec, dtype), plain),
+        "fastlstm, fixed threads": (make_training_step(fastlstm, spec, dtype),
+                                    _config.fixed_threads),
         "reference": (make_training_step(reference, spec, dtype), plain),
         "fastlstm + matmul": (make_training_step(fastlstm, spec, dtype, product=fastlstm.matmul),
                               plain),
@@ -85,6 +95,8 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=S
     with fastlstm.num_threads(threads):
         for _ in range(repeat):
             for name, (step, context) in contenders.items():
+                time.sleep(QUIET_SECONDS)
+                _config.forget_sharing()
                 with context():
                     end = time.perf_counter() + settle
                     while time.perf_counter() < end:

@@ -5,6 +5,7 @@ import textwrap
 import numpy as np
 
 from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
+from .loop import QUIET_SECONDS
 from .timing import SETTLE_SECONDS
 
 FORWARD = ("forward",)
@@ -206,10 +207,12 @@ def format_loop_table(records, repeat):
     note = ("" if "fastlstm, 1 BLAS thread" in names else
             "; install threadpoolctl for the column with NumPy's BLAS on one thread")
     return ("A NumPy training loop: lstm_forward, a read-out hs @ V, the mean squared error's "
-            "gradient, lstm_backward, SGD (fastlstm + matmul: the read-out's products by "
+            "gradient, lstm_backward, SGD (fixed threads: fastlstm's thread count kept as set, "
+            "as with OMP_DYNAMIC=false; fastlstm + matmul: the read-out's products by "
             "fastlstm.matmul).\n"
             f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
-            f"turn, each after {SETTLE_SECONDS} s of its own untimed steps; median [min-max]{note}\n"
+            f"turn, each after {QUIET_SECONDS} s of sleep and {SETTLE_SECONDS} s of its own "
+            f"untimed steps; median [min-max]{note}\n"
             + _format_table(columns, rows))
 
 
