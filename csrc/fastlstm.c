@@ -230,6 +230,32 @@ static void fl_team_report(const struct fl_team *team, uint64_t *stalled_ns)
     *stalled_ns += team->sleep.stalled_ns + (finished && now > finished ? now - finished : 0);
 }
 
+/* When a statically split loop began, for fl_barrier: 0 where no stalls are counted. */
+static uint64_t fl_loop_began(const uint64_t *stalled_ns)
+{
+    return stalled_ns && fl_thread_count() > 1 ? fl_now_ns() : 0;
+}
+
+/* The barrier of every thread of an OpenMP team after a statically split loop (the cells') that
+ * began at `began` (fl_loop_began). Where the caller keeps a count of stalls, each thread adds to
+ * it what it waited past the longer of its own share's time and FL_STALL_FREE_NS: a static split
+ * leaves one thread up to a share's fraction waiting for the other as a matter of course (the
+ * tiles of a cell's product are not all alike), a descheduled thread keeps the others waiting for
+ * a time slice, milliseconds. */
+static void fl_barrier(uint64_t *stalled_ns, uint64_t began)
+{
+    if (!began) {
+#pragma omp barrier
+        return;
+    }
+    const uint64_t arrived = fl_now_ns();
+#pragma omp barrier
+    const uint64_t waited = fl_now_ns() - arrived, worked = arrived - began;
+    const uint64_t free = worked > FL_STALL_FREE_NS ? worked : FL_STALL_FREE_NS;
+    if (waited > free)
+        __atomic_add_fetch(stalled_ns, waited - free, __ATOMIC_RELAXED);
+}
+
 static inline void fl_pause(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

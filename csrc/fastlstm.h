@@ -96,10 +96,10 @@ struct fl_desc {
     const ptrdiff_t *lengths; /* (B,) each row's steps, or NULL (T for every row); sequences only */
     int num_threads;          /* >= 1 */
     int simd;                 /* enum fl_simd, at most fl_simd_max() */
-    uint64_t *stalled_ns;     /* or NULL; a sequence pass adds to it the nanoseconds its threads
-                               * waited, past a spin, for one another (for an item another thread
-                               * had claimed, at the pass's end): a sign that its cores are shared
-                               * (fl_team in fastlstm.c). Cells leave it. */
+    uint64_t *stalled_ns;     /* or NULL; a pass adds to it the nanoseconds its threads waited,
+                               * past a spin, for one another (for an item another thread had
+                               * claimed, at a barrier or the pass's end): a sign that its cores
+                               * are shared (fl_team and fl_barrier in fastlstm.c) */
 };
 
 struct fl_weights {

@@ -228,6 +228,9 @@ def fixed_threads() -> Iterator[None]:
         _environment["dynamic"] = previous
 
 
+_core.set_stall_note(note_stalls)  # the cells report their own (only when they stalled)
+
+
 def forget_sharing() -> None:
     """Forget what this Python thread saw of the cores being shared: the next pass uses all the
     threads (the benchmark's contenders start so, each as a script of its own would)."""

@@ -23,6 +23,7 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport uint64_t, uintptr_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport getpid
 
 # NumPy's headers bring <complex.h>, whose macro I (the imaginary unit) would replace the field I of
@@ -360,6 +361,28 @@ def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs
 cdef enum:
     STACK_SCRATCH = 16384
 
+# What a cell call that stalled is reported to (fastlstm._config.note_stalls, set there): a cell
+# returns its arrays, so it hands its stalls (fl_desc.stalled_ns) on itself, and only when it had
+# some, so that a call that had none pays nothing for it.
+_note_stalls = None
+
+
+def set_stall_note(note):
+    """Call note(num_threads, stalled_ns, seconds) after each cell call that stalled."""
+    global _note_stalls
+    _note_stalls = note
+
+
+cdef double _seconds() nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + 1e-9 * now.tv_nsec
+
+
+cdef void _note_cell(int num_threads, uint64_t stalled_ns, double start) except *:
+    if stalled_ns and _note_stalls is not None:
+        _note_stalls(num_threads, stalled_ns, _seconds() - start)
+
 cdef int _cell_typenum(object x, object U):
     """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d ndarrays of it, else -1."""
     if type(x) is not cnp.ndarray or type(U) is not cnp.ndarray:
@@ -418,6 +441,9 @@ def cell_forward(int kind, x, h_prev, c_prev, W, U, b, int num_threads, int simd
     cdef size_t nbytes = STACK_SCRATCH
     cdef void *workspace = stack
     cdef int status
+    cdef uint64_t stalled_ns = 0
+    d.stalled_ns = &stalled_ns
+    cdef double start = _seconds()
     with nogil:
         status = fl_cell_forward(&d, &out, &inp, &w, workspace, nbytes)
     if status == FL_ERR_WORKSPACE:
@@ -427,6 +453,7 @@ def cell_forward(int kind, x, h_prev, c_prev, W, U, b, int num_threads, int simd
         with nogil:
             status = fl_cell_forward(&d, &out, &inp, &w, workspace, nbytes)
     _raise_for(status)
+    _note_cell(num_threads, stalled_ns, start)
     if kind == FL_LSTM:
         # c twice: the cache keeps its own, as the caller may change the returned one (a reset)
         return h, c, cnp.PyArray_NewCopy(c, cnp.NPY_CORDER), gates
@@ -482,6 +509,9 @@ def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, in
     cdef size_t nbytes = STACK_SCRATCH
     cdef void *workspace = stack
     cdef int status
+    cdef uint64_t stalled_ns = 0
+    d.stalled_ns = &stalled_ns
+    cdef double start = _seconds()
     with nogil:
         status = fl_cell_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
     if status == FL_ERR_WORKSPACE:
@@ -491,6 +521,7 @@ def cell_backward(int kind, dh, dc, x, h_prev, c_prev, h, c, gates, hn, W, U, in
         with nogil:
             status = fl_cell_backward(&d, &out, &saved, &dout, &inp, &w, workspace, nbytes)
     _raise_for(status)
+    _note_cell(num_threads, stalled_ns, start)
     if kind == FL_LSTM:
         return dx, dh_prev, dc_prev, dW, dU, db
     return dx, dh_prev, dW, dU, db

@@ -222,7 +222,8 @@ def test_omp_dynamic_is_read(monkeypatch, value, dynamic):
 
 # Two cores for this process, one of them taken by another process that never yields it (as NumPy's
 # BLAS threads spin after a product): a two-thread pass stalls whenever its thread there is
-# descheduled. The C passes must report it, and the calls after it use one thread.
+# descheduled. The C passes must report it, and the calls after it use one thread. The cell is large
+# enough for a team (B = 50, I = H = 512); it counts its stalls at its barriers.
 SHARED_CORES = """
 import os, subprocess, sys, numpy as np, fastlstm
 from fastlstm import _core
@@ -230,20 +231,24 @@ a, b = sorted(os.sched_getaffinity(0))[:2]
 os.sched_setaffinity(0, {a, b})
 busy = subprocess.Popen([sys.executable, "-c",
                          f"import os\\nos.sched_setaffinity(0, {{{a}}})\\nwhile True: pass"])
-calls, forward = [], _core.forward
+cell = sys.argv[1] == "cell"
+name, where = ("cell_forward", 7) if cell else ("forward", 12)
+calls, function = [], getattr(_core, name)
 def counting(*args):
-    calls.append(args[12])      # the thread count
-    return forward(*args)
-_core.forward = counting
+    calls.append(args[where])      # the thread count
+    return function(*args)
+setattr(_core, name, counting)
 rng = np.random.default_rng(0)
-T, B, I, H = 200, 16, 64, 128
+T, B, I, H = (1, 50, 512, 512) if cell else (200, 16, 64, 128)
 xs = rng.standard_normal((T, B, I)).astype(np.float32)
 W = (0.1 * rng.standard_normal((I, 4 * H))).astype(np.float32)
 U = (0.1 * rng.standard_normal((H, 4 * H))).astype(np.float32)
 bias = np.zeros(4 * H, np.float32)
+h0 = np.zeros((B, H), np.float32)
 try:
     with fastlstm.num_threads(2):
-        outs = [fastlstm.lstm_forward(xs, None, None, W, U, bias)[0] for _ in range(40)]
+        outs = [fastlstm.lstm_cell_forward(xs[0], h0, h0, W, U, bias)[0] if cell else
+                fastlstm.lstm_forward(xs, None, None, W, U, bias)[0] for _ in range(40)]
 finally:
     busy.kill()
 print(calls[0], min(calls), all(np.array_equal(o, outs[0]) for o in outs))
@@ -253,9 +258,10 @@ print(calls[0], min(calls), all(np.array_equal(o, outs[0]) for o in outs))
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity")
                     or len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 cores, Linux")
 @pytest.mark.skipif(not fastlstm._core.openmp_version(), reason="a serial build has one thread")
-def test_a_core_taken_by_another_process_gets_one_thread():
-    out = subprocess.run([sys.executable, "-c", SHARED_CORES], capture_output=True, text=True,
-                         cwd=CHILD_CWD, timeout=120)
+@pytest.mark.parametrize("what", ["sequence", "cell"])
+def test_a_core_taken_by_another_process_gets_one_thread(what):
+    out = subprocess.run([sys.executable, "-c", SHARED_CORES, what], capture_output=True,
+                         text=True, cwd=CHILD_CWD, timeout=120)
     assert out.stdout.split() == ["2", "1", "True"], out.stdout + out.stderr
 
 
