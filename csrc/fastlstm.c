@@ -250,10 +250,13 @@ static void fl_barrier(uint64_t *stalled_ns, uint64_t began)
     }
     const uint64_t arrived = fl_now_ns();
 #pragma omp barrier
-    const uint64_t waited = fl_now_ns() - arrived, worked = arrived - began;
-    const uint64_t free = worked > FL_STALL_FREE_NS ? worked : FL_STALL_FREE_NS;
-    if (waited > free)
-        __atomic_add_fetch(stalled_ns, waited - free, __ATOMIC_RELAXED);
+    const uint64_t left = fl_now_ns();
+    if (arrived < began || left < arrived) // a clock without CLOCK_MONOTONIC may step back
+        return;
+    const uint64_t worked = arrived - began, waited = left - arrived;
+    const uint64_t allowed = worked > FL_STALL_FREE_NS ? worked : FL_STALL_FREE_NS;
+    if (waited > allowed)
+        __atomic_add_fetch(stalled_ns, waited - allowed, __ATOMIC_RELAXED);
 }
 
 static inline void fl_pause(void)
@@ -297,12 +300,15 @@ static void fl_loop_end(struct fl_team *team, ptrdiff_t n)
     uint64_t *loop = fl_loop_of(team, fl_thread_index());
     const uint64_t next = (*loop + 1) << 32;
     for (int spins = 0; spins < FL_SPIN_PAUSES; spins++) {
-        if (__atomic_load_n(&team->done.value, __ATOMIC_ACQUIRE) >= next)
-            break;
+        if (__atomic_load_n(&team->done.value, __ATOMIC_ACQUIRE) >= next) {
+            *loop += 1;
+            return;
+        }
         fl_pause();
     }
     // Sleep: announce it, then look again, so that the thread completing the loop (which
     // publishes `done`, bumps `wake`, then looks for sleepers) either sees this sleeper or is seen.
+    // The time from here on is a stall (see fl_team).
     const uint64_t since = fl_now_ns();
     for (;;) {
         const uint32_t seen = __atomic_load_n(&team->sleep.wake, __ATOMIC_SEQ_CST);

@@ -13,7 +13,7 @@ from ._version import __version__
 _SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
 _state: dict[str, Optional[int]] = {"threads": None}  # set_num_threads(); None means the default
 # the defaults from the environment and the CPU, read once on first use
-_environment: dict[str, int] = {}
+_environment: dict[str, Any] = {}
 
 
 class _Overrides(threading.local):
@@ -27,6 +27,7 @@ class _Overrides(threading.local):
     shared_threads: int = 0     # the count used instead, until shared_until (time.monotonic())
     shared_until: float = 0.0
     shared_tries: int = 0       # the whiles of fewer threads since a calm second
+    noted_until: float = 0.0    # when the last sparse report (a cell's) came
 
 
 _local = _Overrides()
@@ -64,8 +65,8 @@ def get_num_threads() -> int:
     It is the most the kernels use. When a pass's threads stall waiting for one another (a core
     taken by another process, or by NumPy's BLAS threads, which spin for about 0.1 s after each
     product), the Python thread that called it halves its count for a while, then tries all of
-    them again: a pass's time at first, twice as long after each try that stalls again, up to a
-    tenth of a second or ten passes. ``OMP_DYNAMIC=false`` turns this off.
+    them again: 5 ms or a pass's time at first, twice as long after each try that stalls again,
+    up to a tenth of a second or ten passes. ``FASTLSTM_DYNAMIC_THREADS=0`` turns this off.
     """
     return _local.threads or _state["threads"] or _default_num_threads()
 
@@ -150,17 +151,19 @@ def use_simd(name: str) -> Iterator[None]:
 
 
 # ---- sharing the cores --------------------------------------------------------------------------
-# The thread count is what fastlstm may use. A sequence pass on more threads than the cores that
-# are free for it runs slower than on fewer: a thread that the system deschedules (its core taken
-# by NumPy's BLAS threads, which spin for 0.1 s after each product, or by another process) stalls
-# the team until it runs again, holding its item or keeping the region from ending. The C passes
-# report the time their threads stalled so (fl_desc.stalled_ns); when that becomes a large share
-# of their time, this Python thread halves its thread count for a while, then tries all of them
-# again: for a pass's time at first, twice as long after each try that stalls again within a
-# second, up to a tenth of a second or ten passes. So a loop that shares its cores for good
-# (NumPy's `@` between the passes) spends a few percent of its passes trying, and one pass that
-# stalled on a busy moment costs the next pass or two their threads, not a tenth of a second.
-# The bits do not depend on the thread count. OMP_DYNAMIC=false turns this off.
+# The thread count is what fastlstm may use. A pass on more threads than the cores that are free
+# for it runs slower than on fewer: a thread that the system deschedules (its core taken by NumPy's
+# BLAS threads, which spin for 0.1 s after each product, or by another process) stalls the team
+# until it runs again, holding its item, keeping the region from ending or the others waiting at a
+# barrier. The C passes report the time their threads stalled so (fl_desc.stalled_ns); when that
+# becomes a large share of their time, this Python thread halves its thread count for a while,
+# then tries all of them again: for 5 ms or a pass's time at first, twice as long after each try
+# that stalls again within a second, up to a tenth of a second or ten passes. So a loop that
+# shares its cores for good (NumPy's `@` between the passes) spends a few percent of its passes
+# trying, and one pass that stalled on a busy moment costs the next pass or two their threads,
+# not a tenth of a second. Every kernel call of the Python thread uses the halved count meanwhile
+# (fastlstm.matmul's too), but streams, which step on pools of their own. The bits do not depend
+# on the thread count. FASTLSTM_DYNAMIC_THREADS=0 turns this off.
 
 # Stalls on this share of the threads' time (a running mean over passes, each pass a quarter)
 # halve the thread count: in a NumPy loop whose `@` left the BLAS's threads spinning, two threads
@@ -175,30 +178,49 @@ _SHARED_PASSES = 10
 # the last one ended.
 _FIRST_SECONDS = 0.005
 _CALM_SECONDS = 1.0
+# The clock of the whiles (the tests move it by hand).
+_now = time.monotonic
 
 
 def _read_dynamic() -> bool:
-    return os.environ.get("OMP_DYNAMIC", "").strip().lower() not in ("false", "0", "no", "off")
+    value = os.environ.get("FASTLSTM_DYNAMIC_THREADS", "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def _dynamic() -> bool:
+    if "dynamic" not in _environment:
+        _environment["dynamic"] = _read_dynamic()
+    return bool(_environment["dynamic"])
 
 
 def kernel_args() -> tuple[int, int]:
     """(num_threads, simd) as the C kernels take them: fewer threads for a while after passes
     stalled (note_stalls). Every kernel call asks, so it is kept cheap."""
     threads, local = get_num_threads(), _local
-    if local.shared_of == threads:
-        if time.monotonic() < local.shared_until:
+    if local.shared_of == threads and _dynamic():
+        if _now() < local.shared_until:
             return local.shared_threads, simd_level()
-        local.shared_of = 0  # try all of them again
+        # Try all of them again, the running share where the cut left it: the try renews the cut
+        # exactly when it stalls more than the threshold's share, however the passes on fewer
+        # threads moved the mean meanwhile.
+        local.shared_of, local.stalled_share = 0, _STALLED_SHARE
     return threads, simd_level()
 
 
-def note_stalls(threads: int, stalled_ns: int, seconds: float) -> None:
-    """After a sequence pass of `seconds` on `threads` threads that stalled `stalled_ns`
-    nanoseconds in all (the C layer's count): halve this Python thread's count for a while when
-    the stalls' running share of the threads' time passes _STALLED_SHARE."""
+def note_stalls(threads: int, stalled_ns: int, seconds: float, sparse: bool = False) -> None:
+    """After a pass of `seconds` on `threads` threads that stalled `stalled_ns` nanoseconds in all
+    (the C layer's count): halve this Python thread's count for a while when the stalls' running
+    share of the threads' time passes _STALLED_SHARE. A `sparse` caller (a cell, which reports
+    only the calls that stalled) counts the time since its last report as passes that did not
+    stall, each as long as this one."""
     if threads < 2 or seconds <= 0 or not _dynamic():
         return
-    local, configured = _local, get_num_threads()
+    local, configured, now = _local, get_num_threads(), _now()
+    if sparse:
+        unreported = (now - seconds - local.noted_until) / seconds if local.noted_until else 0.0
+        if unreported >= 1:
+            local.stalled_share *= (1 - _STALLED_WEIGHT) ** min(unreported, 64.0)
+        local.noted_until = now
     share = stalled_ns * 1e-9 / (threads * seconds)
     local.stalled_share += _STALLED_WEIGHT * (share - local.stalled_share)
     if local.stalled_share <= _STALLED_SHARE:
@@ -206,7 +228,6 @@ def note_stalls(threads: int, stalled_ns: int, seconds: float) -> None:
     # Left at the threshold, the running share stays above it after the next pass (the try)
     # exactly when that pass stalls more than the threshold's share.
     local.stalled_share = _STALLED_SHARE
-    now = time.monotonic()
     if now > local.shared_until + _CALM_SECONDS:
         local.shared_tries = 0
     local.shared_tries = min(local.shared_tries + 1, 16)
@@ -216,10 +237,16 @@ def note_stalls(threads: int, stalled_ns: int, seconds: float) -> None:
     local.shared_until = now + min(longest, first * 2.0 ** (local.shared_tries - 1))
 
 
+def note_cell_stalls(threads: int, stalled_ns: int, seconds: float) -> None:
+    """note_stalls for a cell call that stalled (the Cython wall's report)."""
+    note_stalls(threads, stalled_ns, seconds, sparse=True)
+
+
 @contextlib.contextmanager
 def fixed_threads() -> Iterator[None]:
-    """Keep the thread count as set, without the adjustment (as ``OMP_DYNAMIC=false``), inside a
-    ``with`` block: the benchmark's contender that shows what the adjustment gains."""
+    """Keep the thread count as set, without the adjustment (as FASTLSTM_DYNAMIC_THREADS=0),
+    inside a ``with`` block: the benchmark's contender that shows what the adjustment gains. For
+    the whole process, every Python thread, while it lasts."""
     previous = _dynamic()
     _environment["dynamic"] = False
     try:
@@ -228,20 +255,15 @@ def fixed_threads() -> Iterator[None]:
         _environment["dynamic"] = previous
 
 
-_core.set_stall_note(note_stalls)  # the cells report their own (only when they stalled)
-
-
 def forget_sharing() -> None:
     """Forget what this Python thread saw of the cores being shared: the next pass uses all the
     threads (the benchmark's contenders start so, each as a script of its own would)."""
     local = _local
     local.stalled_share, local.shared_of, local.shared_tries = 0.0, 0, 0
+    local.noted_until = 0.0
 
 
-def _dynamic() -> bool:
-    if "dynamic" not in _environment:
-        _environment["dynamic"] = _read_dynamic()
-    return bool(_environment["dynamic"])
+_core.set_stall_note(note_cell_stalls)
 
 
 def config() -> dict[str, Any]:

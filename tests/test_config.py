@@ -105,10 +105,10 @@ def test_kinds_table_matches_the_c_layer():
     assert _core.gates(len(_kinds.KINDS)) == 0
 
 
-# ---- fewer threads while the cores are shared ------------------------------------------------------
+# ---- fewer threads while the cores are shared -----------------------------------------------
 
 class Clock:
-    """time.monotonic() for _config, moved by hand."""
+    """The clock of _config's whiles of fewer threads, moved by hand."""
 
     def __init__(self):
         self.now = 1000.0
@@ -122,10 +122,11 @@ def clock(monkeypatch):
     """This Python thread's sharing state cleared, adjusting on, on 4 threads, with a clock moved
     by hand; all restored afterwards."""
     monkeypatch.setitem(_config._environment, "dynamic", True)
-    for name in ("stalled_share", "shared_of", "shared_threads", "shared_until", "shared_tries"):
+    for name in ("stalled_share", "shared_of", "shared_threads", "shared_until", "shared_tries",
+                 "noted_until"):
         monkeypatch.setattr(_config._local, name, getattr(_config._Overrides, name))
     clock = Clock()
-    monkeypatch.setattr(_config.time, "monotonic", clock)
+    monkeypatch.setattr(_config, "_now", clock)
     with fastlstm.num_threads(4):
         yield clock
 
@@ -197,6 +198,35 @@ def test_long_passes_keep_the_count_for_ten_of_them(clock):
     assert _config._local.shared_until - clock.now == pytest.approx(20.0)
 
 
+def test_a_try_after_passes_on_fewer_threads_still_renews_the_cut(clock):
+    stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 2
+    for _ in range(5):                   # the passes on 2 threads do not stall
+        stalled(2, 0.0, 0.01)
+    clock.now += 0.011
+    assert _config.kernel_args()[0] == 4
+    stalled(4, 0.1, 0.01)                # the try stalls past the threshold's share: cut again
+    assert _config.kernel_args()[0] == 2
+
+
+def test_fixed_threads_ignores_a_cut(clock):
+    stalled(4, 0.5, 0.01)
+    assert _config.kernel_args()[0] == 2
+    with _config.fixed_threads():
+        assert _config.kernel_args()[0] == 4
+    assert _config.kernel_args()[0] == 2
+
+
+def test_cells_count_the_calls_they_did_not_report(clock):
+    _config.note_cell_stalls(4, int(0.2 * 4 * 0.001e9), 0.001)  # 20%: a quarter is not enough
+    assert _config.kernel_args()[0] == 4
+    clock.now += 0.5                     # 500 calls of 1 ms since, none stalled: forgotten
+    _config.note_cell_stalls(4, int(0.2 * 4 * 0.001e9), 0.001)
+    assert _config.kernel_args()[0] == 4
+    _config.note_cell_stalls(4, int(0.2 * 4 * 0.001e9), 0.001)  # back to back: cut
+    assert _config.kernel_args()[0] == 2
+
+
 def test_forget_sharing(clock):
     stalled(4, 0.5, 0.01)
     assert _config.kernel_args()[0] == 2
@@ -206,17 +236,17 @@ def test_forget_sharing(clock):
     assert _config.kernel_args()[0] == 4
 
 
-def test_omp_dynamic_false_keeps_the_count(clock, monkeypatch):
+def test_fastlstm_dynamic_threads_0_keeps_the_count(clock, monkeypatch):
     monkeypatch.setitem(_config._environment, "dynamic", False)
     for _ in range(5):
         stalled(4, 0.5, 0.01)
     assert _config.kernel_args()[0] == 4
 
 
-@pytest.mark.parametrize("value, dynamic", [("", True), ("true", True), ("false", False),
-                                            ("FALSE", False), ("0", False), ("1", True)])
-def test_omp_dynamic_is_read(monkeypatch, value, dynamic):
-    monkeypatch.setenv("OMP_DYNAMIC", value)
+@pytest.mark.parametrize("value, dynamic", [("", True), ("1", True), ("0", False),
+                                            ("false", False), ("OFF", False), ("no", False)])
+def test_fastlstm_dynamic_threads_is_read(monkeypatch, value, dynamic):
+    monkeypatch.setenv("FASTLSTM_DYNAMIC_THREADS", value)
     assert _config._read_dynamic() is dynamic
 
 
@@ -229,23 +259,25 @@ import os, subprocess, sys, numpy as np, fastlstm
 from fastlstm import _core
 a, b = sorted(os.sched_getaffinity(0))[:2]
 os.sched_setaffinity(0, {a, b})
+# the busy process stops by itself too, should this one die first
 busy = subprocess.Popen([sys.executable, "-c",
-                         f"import os\\nos.sched_setaffinity(0, {{{a}}})\\nwhile True: pass"])
-cell = sys.argv[1] == "cell"
-name, where = ("cell_forward", 7) if cell else ("forward", 12)
-calls, function = [], getattr(_core, name)
-def counting(*args):
-    calls.append(args[where])      # the thread count
-    return function(*args)
-setattr(_core, name, counting)
-rng = np.random.default_rng(0)
-T, B, I, H = (1, 50, 512, 512) if cell else (200, 16, 64, 128)
-xs = rng.standard_normal((T, B, I)).astype(np.float32)
-W = (0.1 * rng.standard_normal((I, 4 * H))).astype(np.float32)
-U = (0.1 * rng.standard_normal((H, 4 * H))).astype(np.float32)
-bias = np.zeros(4 * H, np.float32)
-h0 = np.zeros((B, H), np.float32)
+                         f"import os, time\\nos.sched_setaffinity(0, {{{a}}})\\n"
+                         f"end = time.time() + 60\\nwhile time.time() < end: pass"])
 try:
+    cell = sys.argv[1] == "cell"
+    name, where = ("cell_forward", 7) if cell else ("forward", 12)
+    calls, function = [], getattr(_core, name)
+    def counting(*args):
+        calls.append(args[where])      # the thread count
+        return function(*args)
+    setattr(_core, name, counting)
+    rng = np.random.default_rng(0)
+    T, B, I, H = (1, 50, 512, 512) if cell else (200, 16, 64, 128)
+    xs = rng.standard_normal((T, B, I)).astype(np.float32)
+    W = (0.1 * rng.standard_normal((I, 4 * H))).astype(np.float32)
+    U = (0.1 * rng.standard_normal((H, 4 * H))).astype(np.float32)
+    bias = np.zeros(4 * H, np.float32)
+    h0 = np.zeros((B, H), np.float32)
     with fastlstm.num_threads(2):
         outs = [fastlstm.lstm_cell_forward(xs[0], h0, h0, W, U, bias)[0] if cell else
                 fastlstm.lstm_forward(xs, None, None, W, U, bias)[0] for _ in range(40)]
@@ -256,7 +288,8 @@ print(calls[0], min(calls), all(np.array_equal(o, outs[0]) for o in outs))
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity")
-                    or len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 cores, Linux")
+                    or len(__import__("os").sched_getaffinity(0)) < 2,
+                    reason="needs 2 cores, Linux")
 @pytest.mark.skipif(not fastlstm._core.openmp_version(), reason="a serial build has one thread")
 @pytest.mark.parametrize("what", ["sequence", "cell"])
 def test_a_core_taken_by_another_process_gets_one_thread(what):

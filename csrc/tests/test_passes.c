@@ -323,7 +323,8 @@ struct call {
 
 static struct call call_of(const struct problem *p, const struct run *r, int simd, int threads)
 {
-    const struct call c = {{p->kind, p->dtype, p->T, p->B, p->I, p->H, p->lengths, threads, simd, NULL},
+    const struct call c = {{p->kind, p->dtype, p->T, p->B, p->I, p->H, p->lengths, threads, simd,
+                            NULL},
                            {r->W, r->U, r->b},
                            {r->x, r->h0, r->c0},
                            {r->h, r->c, r->gates, r->hn},
@@ -358,7 +359,8 @@ static int pass_of(int cell, int backward)
 
 /* Runs the problem's forward then backward at one SIMD level and thread count, their stalls
  * added to *stalled_ns (fl_desc); returns the first status that is not FL_OK, or FL_OK. The
- * workspaces are exactly as large as fl_workspace says (so a sanitizer sees any access past them). */
+ * workspaces are exactly as large as fl_workspace says (so a sanitizer sees any access past
+ * them). */
 static int run_passes(const struct problem *p, int simd, int threads, struct run *r,
                       uint64_t *stalled_ns)
 {

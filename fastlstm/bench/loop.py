@@ -73,11 +73,11 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=S
     fewer that the previous one may have left it (``_config.forget_sharing``).
 
     A second contender is fastlstm's loop with its thread count kept as set
-    (``_config.fixed_threads``, as ``OMP_DYNAMIC=false``): what the adjustment to cores taken by
-    the BLAS's threads gains, or costs. A third computes the read-out of fastlstm's loop with
-    ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain loop
-    with the BLAS on one thread. Returns the record: every step time of each contender in ms, and
-    per round the ratios of the contenders' median step times.
+    (``_config.fixed_threads``, as ``FASTLSTM_DYNAMIC_THREADS=0``): what the adjustment to cores
+    taken by the BLAS's threads gains, or costs. A third computes the read-out of fastlstm's loop
+    with ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain
+    loop with the BLAS on one thread. Returns the record: every step time of each contender in
+    ms, and per round the ratios of the contenders' median step times.
     """
     plain = contextlib.nullcontext
     contenders = {

@@ -4,8 +4,8 @@ import textwrap
 
 import numpy as np
 
-from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
 from .loop import QUIET_SECONDS
+from .problems import LAYER_CLASSES, PASS_LABELS, PASSES
 from .timing import SETTLE_SECONDS
 
 FORWARD = ("forward",)
@@ -208,7 +208,7 @@ def format_loop_table(records, repeat):
             "; install threadpoolctl for the column with NumPy's BLAS on one thread")
     return ("A NumPy training loop: lstm_forward, a read-out hs @ V, the mean squared error's "
             "gradient, lstm_backward, SGD (fixed threads: fastlstm's thread count kept as set, "
-            "as with OMP_DYNAMIC=false; fastlstm + matmul: the read-out's products by "
+            "as with FASTLSTM_DYNAMIC_THREADS=0; fastlstm + matmul: the read-out's products by "
             "fastlstm.matmul).\n"
             f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
             f"turn, each after {QUIET_SECONDS} s of sleep and {SETTLE_SECONDS} s of its own "
