@@ -361,9 +361,9 @@ def backward(int kind, dxs, dh0, dc0, dW, dU, db, hs_ext, cs_ext, gates, hn, dhs
 cdef enum:
     STACK_SCRATCH = 16384
 
-# What a cell call that stalled is reported to (fastlstm._config.note_stalls, set there): a cell
-# returns its arrays, so it hands its stalls (fl_desc.stalled_ns) on itself, and only when it had
-# some, so that a call that had none pays nothing for it.
+# What a cell call that stalled is reported to (fastlstm._config.note_cell_stalls, set there): a
+# cell returns its arrays, so it hands its stalls (fl_desc.stalled_ns) on itself, and only when it
+# had some, so that a call that had none pays nothing for it.
 _note_stalls = None
 
 
@@ -382,6 +382,7 @@ cdef double _seconds() nogil:
 cdef void _note_cell(int num_threads, uint64_t stalled_ns, double start) except *:
     if stalled_ns and _note_stalls is not None:
         _note_stalls(num_threads, stalled_ns, _seconds() - start)
+
 
 cdef int _cell_typenum(object x, object U):
     """The dtype (NPY_FLOAT32 or NPY_FLOAT64) of x and U when both are 2-d ndarrays of it, else -1."""
