@@ -226,9 +226,10 @@ int fl_stream_step(const struct fl_stream *s, const void *x, void *workspace,
  * and runs fl_pool_serve(pool, k) on a thread of its own for each k in 1 .. threads-1. A stream
  * whose `pool` is the pool then runs its steps on them. fl_pool_stop waits for a step that is
  * running, then makes every fl_pool_serve return; the memory may be freed once they all have (a
- * second stop does nothing). A step on a stopped pool, on a pool that not all its threads serve
- * yet, or on a pool busy with another thread's step runs without it: a step never waits for a
- * thread to arrive. */
+ * second stop does nothing). A step on a stopped pool, or on a pool that not all its threads
+ * serve yet, runs on an OpenMP team instead: a step never waits for a thread to arrive. A step on a
+ * pool busy with another thread's step runs on its calling thread alone: the pool's threads have
+ * the cores. Several threads may so share one pool. */
 
 size_t fl_pool_bytes(void);
 int fl_pool_init(struct fl_pool *pool, int threads);

@@ -21,7 +21,6 @@ cdef extern from *:
 
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
-from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdint cimport uint64_t, uintptr_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport getpid
@@ -597,9 +596,8 @@ cdef class Stepper:
     cdef int typenum
     cdef ptrdiff_t I
     cdef bint release_gil
-    cdef bint pooled       # whether steps run on a pool (of the stepping Python thread)
-    cdef Pool pool         # the pool of the thread that stepped last, or None
-    cdef long pool_thread  # that thread's identity
+    cdef bint pooled       # whether steps run on a pool (the process's, shared by its threads)
+    cdef Pool pool         # that pool, once a step has asked for it, or None
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
@@ -607,7 +605,7 @@ cdef class Stepper:
     def bind(self, int kind, list weights, h, c, int num_threads, int simd, bint pooled):
         """Binds the stream to `weights`, one (W, U, b) per layer, and the states h, c (L, B, H)
         (c None but for the LSTM); every array C-contiguous of one float dtype. With `pooled`, its
-        steps run on the pool that ``self._pool_of_this_thread()`` gives."""
+        steps run on the pool that ``self._pool()`` gives."""
         cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>h)
         cdef ptrdiff_t L = len(weights), B = h.shape[1], H, I
         cdef int l
@@ -663,17 +661,15 @@ cdef class Stepper:
             x = self._convert(x)
             if not _fits(x, self.typenum, 2, self.stream.B, self.I, 0):
                 raise ValueError("x: _convert did not give a C-contiguous (B, I) array")
-        cdef long thread = <long>PyThread_get_thread_ident()
-        if self.pooled and (self.pool is None or self.pool.stopped or thread != self.pool_thread):
-            self.pool = self._pool_of_this_thread()
-            self.pool_thread = thread
+        if self.pooled and (self.pool is None or self.pool.stopped):
+            self.pool = self._pool()
             self.stream.pool = self.pool.pool
         cdef const void *data = cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef void *workspace = cnp.PyArray_DATA(self.work)
         cdef size_t nbytes = cnp.PyArray_DIM(self.work, 0)
         cdef int status
-        # a copy: another Python thread stepping this stream meanwhile (the GIL released) may set
-        # its pool, which a step must not see change under it
+        # a copy: another Python thread stepping this stream meanwhile (the GIL released) may
+        # replace its pool (one stopped meanwhile), which a step must not see change under it
         cdef fl_stream stream = self.stream
         if self.release_gil:
             with nogil:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import weakref
 from typing import Any
 
 import numpy as np
@@ -38,10 +37,10 @@ class Stream(_core.Stepper):
       new stream.
     - The thread count and SIMD level are the ones set when the stream is made
       (``fastlstm.set_num_threads``). Steps large enough for more than one thread (in a build
-      with OpenMP) run on a pool of threads kept for the Python thread that steps (one pool for
-      all its streams), not on an OpenMP team: its threads wait between steps for the next one,
-      spinning for some 100 us and then asleep, where starting and ending a team would cost a
-      fifth of a small step.
+      with OpenMP) run on a pool of threads that the process's streams share, not on an OpenMP
+      team: its threads wait between steps for the next one, spinning for some 100 us and then
+      asleep, where starting and ending a team would cost a fifth of a small step. A step that
+      finds the pool busy with another Python thread's step runs on its own thread alone.
     - With the C backend, a step is one C call for every layer, and allocates nothing when x is
       already a C-contiguous array of the layer's dtype and shape (B, I). Another backend (such as
       ``fastlstm.reference``) is stepped with its cell functions, layer by layer.
@@ -96,9 +95,9 @@ class Stream(_core.Stepper):
             f"this one's state"
         )
 
-    def _pool_of_this_thread(self) -> _core.Pool:
-        """The pool the calling thread steps its streams on (called by ``step`` when it changes)."""
-        return pool_of_this_thread(self._num_threads)
+    def _pool(self) -> _core.Pool:
+        """The pool that steps run on (called by ``step`` until it has one, and when it stops)."""
+        return pool_of(self._num_threads)
 
     def _convert(self, x):
         """x checked and converted to a C-contiguous (B, I) array of the layer's dtype."""
@@ -142,17 +141,20 @@ class _CellStream(Stream):
         return self._h[-1]
 
 
-# ---- the pools that streams step on: one per stepping Python thread and thread count -------------
-# Shared by the thread's streams, so that streams stepped in turn keep one set of waiting threads,
-# not one each. A pool's threads are daemon threads inside _core.Pool.serve, which releases the GIL.
+# ---- the pools that streams step on: one per thread count, shared by the process's Python threads
+# A step that finds its pool running another thread's step runs on its own thread alone (the C
+# side, fl_pool_run): the pool's threads have the cores already. With a pool for each stepping
+# Python thread, two to four threads stepping streams of B = 1, I = 256, H = 512 at once kept two
+# to four pools' threads on the two cores, and the process took 1.5x the time (whole process,
+# 8-10 pairs). A pool's threads are daemon threads inside _core.Pool.serve, which releases the GIL.
 
 _POOL_START_SECONDS = 10.0
-_local = threading.local()
-_every_pool: "weakref.WeakSet[_PoolThreads]" = weakref.WeakSet()
+_pools: dict[int, "_PoolThreads"] = {}
+_pools_lock = threading.Lock()
 
 
 class _PoolThreads:
-    """A pool and the threads that serve it; stopped when dropped (when its Python thread ends)."""
+    """A pool and the threads that serve it; stopped when dropped."""
 
     def __init__(self, threads: int) -> None:
         self.pool = _core.Pool(threads)
@@ -172,22 +174,23 @@ class _PoolThreads:
             pool.stop()
 
 
-def pool_of_this_thread(threads: int) -> _core.Pool:
-    """The calling Python thread's pool of `threads` threads, started on first use (and anew if it
-    was stopped)."""
-    pools = _local.__dict__.setdefault("pools", {})
-    if threads not in pools or pools[threads].pool.stopped:
-        pools[threads] = _PoolThreads(threads)
-        _every_pool.add(pools[threads])
-    return pools[threads].pool
+def pool_of(threads: int) -> _core.Pool:
+    """The process's pool of `threads` threads, started on first use (and anew if it was
+    stopped)."""
+    with _pools_lock:
+        pool_threads = _pools.get(threads)
+        if pool_threads is None or pool_threads.pool.stopped:
+            pool_threads = _pools[threads] = _PoolThreads(threads)
+        return pool_threads.pool
 
 
 def _forget_pools() -> None:
     """In a child after fork: the pools' threads did not come along. Streams find new pools."""
-    global _local
-    for pool_threads in list(_every_pool):
+    global _pools, _pools_lock
+    for pool_threads in _pools.values():
         pool_threads.pool.stop()  # in another process: only marked stopped
-    _local = threading.local()
+    # the lock may have been held by a thread of the parent, which is not here to release it
+    _pools, _pools_lock = {}, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -10,9 +10,9 @@ int main(void)
 {
     printf("fastlstm C tests: %s, OpenMP %d, SIMD levels portable..%s\n", fl_compiler(),
            fl_openmp_version(), fl_simd_name(fl_simd_max()));
-    long (*const groups[])(void) = {test_ukernels, test_matmul,     test_activations,
-                                    test_passes,   test_entry_checks, test_streams,
-                                    test_stream_checks, test_packed};
+    long (*const groups[])(void) = {test_ukernels,      test_matmul, test_activations,
+                                    test_pool,          test_passes, test_entry_checks,
+                                    test_streams,       test_stream_checks, test_packed};
     long failures = 0;
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);

@@ -9,6 +9,7 @@
 #include "../fastlstm.c"
 
 #include <float.h>
+#include <pthread.h>
 
 #include "check.h"
 #include "tests.h"
@@ -165,4 +166,80 @@ long test_matmul(void)
                              trans & 1);
         }
     return check_summary(&g, "M, N, K in {1,3,17,67,130} and 5 more, 4 transposes, 1-3 threads");
+}
+
+/* ---- the pool's outcomes ------------------------------------------------------------------------- */
+
+/* A job that records the team size each thread ran it with; thread 0 then holds the pool until
+ * `release` is set, so that another call finds it busy. */
+struct held_job {
+    int team[2];
+    int started, release;
+};
+
+static void hold_pool(void *arg, int index, int count)
+{
+    struct held_job *job = arg;
+    job->team[index] = count;
+    if (index == 0) {
+        __atomic_store_n(&job->started, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&job->release, __ATOMIC_ACQUIRE))
+            fl_pause();
+    }
+}
+
+struct pool_call {
+    struct fl_pool *pool;
+    struct held_job *job;
+    enum fl_pool_outcome outcome;
+};
+
+static void *run_held_job(void *arg)
+{
+    struct pool_call *call = arg;
+    call->outcome = fl_pool_run(call->pool, hold_pool, call->job);
+    return NULL;
+}
+
+static void *serve_pool(void *arg)
+{
+    fl_pool_serve(arg, 1);
+    return NULL;
+}
+
+long test_pool(void)
+{
+    struct check_group g = check_begin("pool outcomes");
+    struct fl_pool *pool = aligned_alloc(64, (sizeof(struct fl_pool) + 63) / 64 * 64);
+    struct held_job first = {{0}}, second = {{0}};
+    fl_pool_init(pool, 2);
+    first.release = 1;
+    check(&g, fl_pool_run(pool, hold_pool, &first) == FL_POOL_AWAY && first.team[0] == 0,
+          "a pool that no thread serves yet runs a call");
+    pthread_t server, caller;
+    pthread_create(&server, NULL, serve_pool, pool);
+    while (fl_pool_serving(pool) < 1)
+        sched_yield();
+    first = (struct held_job){{0}};
+    struct pool_call call = {pool, &first, FL_POOL_AWAY};
+    pthread_create(&caller, NULL, run_held_job, &call);
+    while (!__atomic_load_n(&first.started, __ATOMIC_ACQUIRE))
+        sched_yield();
+    second.release = 1;
+    check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_BUSY && second.team[0] == 0,
+          "a call that found the pool running another one was run or not called busy");
+    __atomic_store_n(&first.release, 1, __ATOMIC_RELEASE);
+    pthread_join(caller, NULL);
+    check(&g, call.outcome == FL_POOL_RAN && first.team[0] == 2 && first.team[1] == 2,
+          "the holding call: outcome %d, teams %d and %d", call.outcome, first.team[0],
+          first.team[1]);
+    check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_RAN && second.team[1] == 2,
+          "a call once the pool is free again did not run on both threads");
+    fl_pool_stop(pool);
+    pthread_join(server, NULL);
+    second = (struct held_job){.release = 1};
+    check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_AWAY && second.team[0] == 0,
+          "a stopped pool runs a call");
+    free(pool);
+    return check_summary(&g, "unserved, busy, free and stopped");
 }

@@ -9,6 +9,7 @@
 long test_ukernels(void);    /* test_kernels.c: every register tile against naive C */
 long test_matmul(void);      /* test_kernels.c: fl_matmul against naive C, bits across threads */
 long test_activations(void); /* test_kernels.c: sigmoid, tanh, exp of every instance vs libm */
+long test_pool(void);        /* test_kernels.c: what fl_pool_run does with a call, and says */
 long test_passes(void);      /* test_passes.c: sequences and cells against naive C */
 long test_entry_checks(void); /* test_passes.c: the entry points' status codes, nothing written */
 long test_streams(void);      /* test_passes.c: stacks stepped by fl_stream_step against naive C */
