@@ -178,7 +178,7 @@ def test_python_threads_share_the_pool():
     for result in results:
         np.testing.assert_array_equal(result, expected)
     assert pools[0] is pool and pools[1] is pool
-    assert calls < pool.calls <= calls + 2 * len(xs)
+    assert pool.calls > calls  # and those that found it busy ran without it (C test: test_pool)
     assert not pool.stopped and pool.serving == pool.threads - 1
     streams[0].reset()
     np.testing.assert_array_equal(step_all(streams[0], xs), expected)
@@ -224,8 +224,8 @@ def _step_a_new_stream(layer, x):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork is the default start method on Linux")
 def test_children_forked_while_another_thread_steps():
-    """A child forked while another thread's pool runs a step (the GIL released for it) has a copy
-    of that pool that never finishes the step: dropping it in the child must not wait for it."""
+    """A child forked while another thread's step runs on the pool (the GIL released for it) has a
+    copy of that pool that never finishes the step: dropping it in the child must not wait for it."""
     layer = make_layer("lstm", 256, 256, 1, np.float32)
     x = np.ones((1, 256), np.float32)
     stop = threading.Event()

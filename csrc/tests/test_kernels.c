@@ -207,32 +207,121 @@ static void *serve_pool(void *arg)
     return NULL;
 }
 
+/* Whether *flag is set within 10 s: a call that waits where it must not fails, not hangs. */
+static int set_in_time(const int *flag)
+{
+    const struct timespec nap = {0, 100000};
+    for (int naps = 0; naps < 100000; naps++) {
+        if (__atomic_load_n(flag, __ATOMIC_ACQUIRE))
+            return 1;
+        nanosleep(&nap, NULL);
+    }
+    return 0;
+}
+
+/* One layer's LSTM stream, B = 1, I = 64, H = 128 (two threads' worth), on `threads` threads. */
+struct small_stream {
+    struct fl_stream s;
+    struct fl_stream_layer layer;
+    float W[64 * 512], U[128 * 512], b[512], h[128], c[128], x[64];
+    void *work;
+    size_t work_bytes;
+    int status, done;
+};
+
+static int make_small_stream(struct small_stream *t, struct rng *rng, int threads)
+{
+    for (int i = 0; i < 64 * 512; i++)
+        t->W[i] = (float)rng_uniform(rng, -0.2, 0.2);
+    for (int i = 0; i < 128 * 512; i++)
+        t->U[i] = (float)rng_uniform(rng, -0.2, 0.2);
+    for (int i = 0; i < 512; i++)
+        t->b[i] = (float)rng_uniform(rng, -0.2, 0.2);
+    for (int i = 0; i < 64; i++)
+        t->x[i] = (float)rng_uniform(rng, -1, 1);
+    memset(t->h, 0, sizeof t->h);
+    memset(t->c, 0, sizeof t->c);
+    t->layer = (struct fl_stream_layer){.I = 64, .H = 128, .w = {t->W, t->U, t->b},
+                                        .h = t->h, .c = t->c};
+    t->s = (struct fl_stream){.kind = FL_LSTM, .dtype = FL_FLOAT32, .B = 1, .layers = 1,
+                             .layer = &t->layer, .num_threads = threads, .simd = fl_simd_max()};
+    t->done = 0;
+    if (fl_stream_workspace(&t->s, &t->work_bytes) != FL_OK)
+        return 0;
+    t->work = malloc(t->work_bytes);
+    return t->work != NULL;
+}
+
+static void *step_small_stream(void *arg)
+{
+    struct small_stream *t = arg;
+    t->status = FL_OK;
+    for (int step = 0; step < 3; step++)
+        t->status |= fl_stream_step(&t->s, t->x, t->work, t->work_bytes);
+    __atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 long test_pool(void)
 {
     struct check_group g = check_begin("pool outcomes");
+    struct rng rng = {0x5eed0009};
     struct fl_pool *pool = aligned_alloc(64, (sizeof(struct fl_pool) + 63) / 64 * 64);
-    struct held_job first = {{0}}, second = {{0}};
-    fl_pool_init(pool, 2);
-    first.release = 1;
+    struct small_stream *plain = malloc(sizeof *plain), *held = malloc(sizeof *held);
+    if (!check(&g, pool && plain && held && fl_pool_init(pool, 2) == FL_OK &&
+                       make_small_stream(plain, &rng, 1),
+               "pool or stream not made")) {
+        free(pool);
+        free(plain);
+        free(held);
+        return check_summary(&g, NULL);
+    }
+    *held = *plain;
+    held->s.layer = &held->layer;
+    held->layer.w = (struct fl_weights){held->W, held->U, held->b};
+    held->layer.h = held->h;
+    held->layer.c = held->c;
+    held->s.num_threads = 2;
+    held->s.pool = pool;
+    held->work = malloc(held->work_bytes);
+    step_small_stream(plain);
+
+    struct held_job first = {.release = 1}, second = {.release = 1};
     check(&g, fl_pool_run(pool, hold_pool, &first) == FL_POOL_AWAY && first.team[0] == 0,
           "a pool that no thread serves yet runs a call");
-    pthread_t server, caller;
-    pthread_create(&server, NULL, serve_pool, pool);
+    pthread_t server, caller, stepper;
+    if (!check(&g, pthread_create(&server, NULL, serve_pool, pool) == 0, "no serving thread")) {
+        free(pool);
+        return check_summary(&g, NULL);
+    }
     while (fl_pool_serving(pool) < 1)
         sched_yield();
-    first = (struct held_job){{0}};
+    first = (struct held_job){.release = 0};
     struct pool_call call = {pool, &first, FL_POOL_AWAY};
-    pthread_create(&caller, NULL, run_held_job, &call);
-    while (!__atomic_load_n(&first.started, __ATOMIC_ACQUIRE))
-        sched_yield();
-    second.release = 1;
-    check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_BUSY && second.team[0] == 0,
-          "a call that found the pool running another one was run or not called busy");
-    __atomic_store_n(&first.release, 1, __ATOMIC_RELEASE);
-    pthread_join(caller, NULL);
-    check(&g, call.outcome == FL_POOL_RAN && first.team[0] == 2 && first.team[1] == 2,
-          "the holding call: outcome %d, teams %d and %d", call.outcome, first.team[0],
-          first.team[1]);
+    const int holding = pthread_create(&caller, NULL, run_held_job, &call) == 0;
+    if (check(&g, holding && set_in_time(&first.started), "the holding call did not start")) {
+        check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_BUSY && second.team[0] == 0,
+              "a call that found the pool running another one was run or not called busy");
+        // a stream's step on the busy pool runs without it, and does not wait for it
+        if (check(&g, held->work && pthread_create(&stepper, NULL, step_small_stream, held) == 0,
+                  "no stepping thread")) {
+            check(&g, set_in_time(&held->done), "a step waited for the busy pool");
+            check(&g, fl_pool_calls(pool) == 0, "a step ran on the busy pool");
+            __atomic_store_n(&first.release, 1, __ATOMIC_RELEASE);
+            pthread_join(stepper, NULL);
+            check(&g, held->status == FL_OK &&
+                          memcmp(held->h, plain->h, sizeof plain->h) == 0 &&
+                          memcmp(held->c, plain->c, sizeof plain->c) == 0,
+                  "a step beside a busy pool: status %d, or bits differ from one thread's",
+                  held->status);
+        }
+        __atomic_store_n(&first.release, 1, __ATOMIC_RELEASE);
+        pthread_join(caller, NULL);
+        check(&g, call.outcome == FL_POOL_RAN && first.team[0] == 2 && first.team[1] == 2,
+              "the holding call: outcome %d, teams %d and %d", call.outcome, first.team[0],
+              first.team[1]);
+    }
+    second = (struct held_job){.release = 1};
     check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_RAN && second.team[1] == 2,
           "a call once the pool is free again did not run on both threads");
     fl_pool_stop(pool);
@@ -240,6 +329,10 @@ long test_pool(void)
     second = (struct held_job){.release = 1};
     check(&g, fl_pool_run(pool, hold_pool, &second) == FL_POOL_AWAY && second.team[0] == 0,
           "a stopped pool runs a call");
+    free(plain->work);
+    free(held->work);
+    free(plain);
+    free(held);
     free(pool);
-    return check_summary(&g, "unserved, busy, free and stopped");
+    return check_summary(&g, "unserved, busy (a stream's step beside it), free and stopped");
 }
