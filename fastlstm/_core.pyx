@@ -20,7 +20,9 @@ cdef extern from *:
     const char *FASTLSTM_OPENMP_NOTE
 
 cimport numpy as cnp
+from cpython.list cimport PyList_GET_ITEM
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t, uintptr_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport getpid
@@ -33,6 +35,12 @@ cdef extern from *:
     """
 
 cnp.import_array()
+
+
+# Python's own count, read on the object itself: Cython's Py_REFCNT takes an object, and passing
+# one would add the reference it counts.
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
 
 
 # ---- build and machine ----------------------------------------------------------------------------
@@ -364,6 +372,15 @@ cdef enum:
 # cell returns its arrays, so it hands its stalls (fl_desc.stalled_ns) on itself, and only when it
 # had some, so that a call that had none pays nothing for it.
 _note_stalls = None
+
+
+def only_listed(list items, Py_ssize_t k):
+    """Whether items[k] has no reference but the list's: no view of an array, for one, since a
+    view holds one on the array that owns its memory. (Python's sys.getrefcount counts its caller's
+    references too, some of which Python 3.14 no longer counts.)"""
+    if not 0 <= k < len(items):
+        raise IndexError(f"only_listed: k = {k} outside a list of {len(items)}")
+    return Py_REFCNT(PyList_GET_ITEM(items, k)) == 1
 
 
 def set_stall_note(note):

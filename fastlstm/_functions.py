@@ -119,18 +119,54 @@ def _kept_workspace(nbytes):
     return kept[:nbytes]
 
 
+# A forward's saved arrays (the states, the gates) of _RECYCLED_BYTES come from buffers that the
+# Python thread keeps, once nothing refers to them any more: the cache of a training loop's previous
+# step, say. New arrays of tens of megabytes went back to the system when the loop dropped them, and
+# their pages were faulted in again, zeroed, at the next forward: at T,B,I,H = 100,128,256,256 the
+# forward took 1.04x the time it takes with them kept (in-process A/B, 7 rounds; 1.00x at
+# 50,32,1024,1024, whose arrays the allocator kept). A training loop holds the previous step's cache
+# while it calls the next forward, so two forwards' arrays are kept: the last _RECYCLED_BUFFERS
+# buffers, up to _RECYCLED_TOTAL_BYTES. Larger arrays are new: their zeroing costs a forward less,
+# and a thread should not hold them once its caller has let them go.
+_RECYCLED_BYTES = (4 << 20, 64 << 20)
+_RECYCLED_BUFFERS = 6
+_RECYCLED_TOTAL_BYTES = 256 << 20
+_recycled = threading.local()
+
+
+def _recycled_array(name, shape, dtype):
+    """An array for a forward's saved array `name`: a new one, or for one of _RECYCLED_BYTES a
+    buffer of this Python thread's that nothing refers to any more (no array of a result or a
+    cache is a view of it) and not more than twice as large."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if not _RECYCLED_BYTES[0] <= nbytes <= _RECYCLED_BYTES[1]:
+        return np.empty(shape, dtype)
+    buffers = _recycled.__dict__.setdefault("buffers", [])
+    for k in range(len(buffers)):
+        if _core.only_listed(buffers, k) and nbytes <= buffers[k].nbytes <= 2 * nbytes:
+            buffer = buffers.pop(k)
+            break
+    else:
+        buffer = np.empty(nbytes, np.uint8)
+    buffers.append(buffer)  # the most recent last
+    while (len(buffers) > _RECYCLED_BUFFERS or
+           sum(kept.nbytes for kept in buffers) > _RECYCLED_TOTAL_BYTES):
+        del buffers[0]
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
 def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
     """(hs, h_T, [c_T,] cache) of a sequence forward on checked arguments; `packed`, W and U packed
     for it by _core.pack, or None (packed by the call). `scratch(name, shape, dtype)`, if given,
     gives the arrays the kind saves (kind.saved; hs is a view of hs_ext), so that a caller may
-    reuse them from call to call."""
+    reuse them from call to call; without it, they are _recycled_array's."""
     T, B, _ = xs.shape
     H, dtype = U.shape[0], xs.dtype
     saved = {}
     for name in kind.saved:
         shape = ((T + 1, B, H) if name.endswith("_ext") else
                  (T, B, kind.gates * H) if name == "gates" else (T, B, H))
-        saved[name] = np.empty(shape, dtype) if scratch is None else scratch(name, shape, dtype)
+        saved[name] = (scratch or _recycled_array)(name, shape, dtype)
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
     threads, simd = _config.kernel_args()
     start = time.perf_counter()

@@ -1,5 +1,7 @@
 """Unusual but valid inputs: layouts, dtypes, non-finite values; inputs are never modified and
-outputs are new C-contiguous arrays."""
+outputs are new C-contiguous arrays, whose memory no result still held shares."""
+import threading
+
 import numpy as np
 import pytest
 from conftest import (KINDS, assert_all_close, assert_close, make_gru_problem, make_problem,
@@ -202,3 +204,91 @@ def test_non_finite_values_with_lengths(rng, kind, bad):
         np.testing.assert_array_equal(np.isneginf(a), np.isneginf(e), err_msg=f"output {i}: -inf")
         finite = np.isfinite(e)
         assert_close(a[finite], e[finite])
+
+
+# ---- the forward's saved arrays, recycled (fastlstm/_functions.py, _recycled_array) -----------------
+
+
+def forward_of(kind, xs, W, U, b):
+    """A sequence forward of `kind` from zeros: (its results, every array of them and its cache)."""
+    results = getattr(fastlstm, f"{kind}_forward")(xs, *([None] * (2 if kind == "lstm" else 1)),
+                                                   W, U, b)
+    cache = results[-1]
+    arrays = [r for r in results[:-1]] + [getattr(cache, name) for name in
+                                          ("hs_ext", "cs_ext", "gates", "hn")
+                                          if getattr(cache, name, None) is not None]
+    return results, arrays
+
+
+@pytest.fixture
+def recycling_all(monkeypatch):
+    """Every saved array recycled, however small, from an empty set of buffers."""
+    monkeypatch.setattr(fastlstm._functions, "_RECYCLED_BYTES", (1, 1 << 30))
+    monkeypatch.setattr(fastlstm._functions, "_recycled", threading.local())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recycled_arrays_never_hold_live_results(rng, kind, recycling_all):
+    """A forward's saved arrays reuse the memory of earlier results only once nothing refers to it:
+    results still held keep their values and share no memory with the next results, which are the
+    bits of forwards into new arrays."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    W, U = rng.standard_normal((3, gates * 5)), rng.standard_normal((5, gates * 5))
+    b = rng.standard_normal((2, gates * 5) if kind == "gru" else gates * 5)
+    xs = [rng.standard_normal((4, 2, 3)) for _ in range(4)]
+    with pytest.MonkeyPatch.context() as fresh:
+        fresh.setattr(fastlstm._functions, "_RECYCLED_BYTES", (1 << 62, 1 << 62))
+        expected = [[a.copy() for a in forward_of(kind, x, W, U, b)[1]] for x in xs]
+    held, held_arrays = forward_of(kind, xs[0], W, U, b)
+    for x, want in zip(xs[1:], expected[1:]):
+        results, arrays = forward_of(kind, x, W, U, b)
+        for got, expected_array in zip(arrays, want):
+            np.testing.assert_array_equal(got, expected_array)
+            assert not any(np.shares_memory(got, kept) for kept in held_arrays)
+    for got, want in zip(held_arrays, expected[0]):
+        np.testing.assert_array_equal(got, want)
+    del results, arrays, got
+    kept = {id(buffer) for buffer in fastlstm._functions._recycled.buffers}
+    _, again = forward_of(kind, xs[0], W, U, b)
+    reused = {id(a.base) for a in again if a.base is not None}  # the copies h_T, c_T have none
+    assert reused and reused <= kept
+
+
+def test_a_view_kept_keeps_its_memory(rng, recycling_all):
+    """A view of a result, or a memoryview of one, keeps its memory from the next forward."""
+    W, U, b = rng.standard_normal((3, 20)), rng.standard_normal((5, 20)), rng.standard_normal(20)
+    xs = rng.standard_normal((4, 2, 3))
+    hs = fastlstm.lstm_forward(xs, None, None, W, U, b)[0]
+    view, memory = hs[::2, 1], memoryview(hs[1:])
+    kept_view, kept_memory = view.copy(), np.array(memory)
+    del hs
+    for _ in range(4):
+        _, arrays = forward_of("lstm", xs + 1, W, U, b)
+        assert not any(np.shares_memory(a, view) or np.shares_memory(a, np.asarray(memory))
+                       for a in arrays)
+    np.testing.assert_array_equal(view, kept_view)
+    np.testing.assert_array_equal(np.asarray(memory), kept_memory)
+
+
+def test_small_and_huge_arrays_are_not_kept(rng):
+    """Below and above _RECYCLED_BYTES a forward's arrays are new, and the thread keeps none."""
+    lo, hi = fastlstm._functions._RECYCLED_BYTES
+    assert lo >= 1 << 20 and hi <= fastlstm._functions._RECYCLED_TOTAL_BYTES
+    recycled = fastlstm._functions._recycled
+    before = list(getattr(recycled, "buffers", []))
+    fastlstm.lstm_forward(rng.standard_normal((3, 2, 4)), None, None, rng.standard_normal((4, 8)),
+                          rng.standard_normal((2, 8)), np.zeros(8))
+    assert list(getattr(recycled, "buffers", [])) == before
+
+
+def test_only_listed_counts_views():
+    array = np.zeros(8)
+    items = [array]
+    del array
+    assert fastlstm._core.only_listed(items, 0)
+    view = items[0][2:]
+    assert not fastlstm._core.only_listed(items, 0)
+    del view
+    assert fastlstm._core.only_listed(items, 0)
+    with pytest.raises(IndexError, match="k = 1 outside a list of 1"):
+        fastlstm._core.only_listed(items, 1)
