@@ -88,7 +88,8 @@ static inline int team_size(int num_threads, ptrdiff_t B, ptrdiff_t I, ptrdiff_t
  * finished a loop a write to every other thread's share, and them a cache line each: forwards at
  * B = 1, H = 128 took 0.91-0.97x the time without it, in-process A/B). The thread that finishes
  * the last item of a loop publishes the next in `done`. Loops of no items are skipped by every
- * thread alike; a loop has fewer than 2^32 items.
+ * thread alike; a loop has fewer than 2^32 items, and a team runs fewer than 2^32 loops (a pass
+ * runs a few per time step).
  *
  * The same loops run outside a team (team NULL: the cells, which run on the calling thread or on an
  * OpenMP team of their own) as OpenMP's static split, each thread its own share, then a barrier. */

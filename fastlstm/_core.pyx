@@ -374,10 +374,13 @@ cdef enum:
 _note_stalls = None
 
 
-def only_listed(list items, Py_ssize_t k):
-    """Whether items[k] has no reference but the list's: no view of an array, for one, since a
-    view holds one on the array that owns its memory. (Python's sys.getrefcount counts its caller's
-    references too, some of which Python 3.14 no longer counts.)"""
+def only_listed(items, Py_ssize_t k):
+    """Whether items[k] (items a list, or of a subclass) has no reference but the list's: no view
+    of an array, for one, since a view holds one on the array that owns its memory. (Python's
+    sys.getrefcount counts its caller's references too, some of which Python 3.14 no longer
+    counts.)"""
+    if not isinstance(items, list):
+        raise TypeError(f"only_listed: items must be a list, not {type(items).__name__}")
     if not 0 <= k < len(items):
         raise IndexError(f"only_listed: k = {k} outside a list of {len(items)}")
     return Py_REFCNT(PyList_GET_ITEM(items, k)) == 1

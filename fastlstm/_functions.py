@@ -125,33 +125,51 @@ def _kept_workspace(nbytes):
 # their pages were faulted in again, zeroed, at the next forward: at T,B,I,H = 100,128,256,256 the
 # forward took 1.04x the time it takes with them kept (in-process A/B, 7 rounds; 1.00x at
 # 50,32,1024,1024, whose arrays the allocator kept). A training loop holds the previous step's cache
-# while it calls the next forward, so two forwards' arrays are kept: the last _RECYCLED_BUFFERS
-# buffers, up to _RECYCLED_TOTAL_BYTES. Larger arrays are new: their zeroing costs a forward less,
-# and a thread should not hold them once its caller has let them go.
+# while it calls the next forward, so two forwards' arrays are kept: a thread's last
+# _RECYCLED_BUFFERS buffers, and all threads' together up to _RECYCLED_TOTAL_BYTES. A buffer serves
+# arrays up to _RECYCLED_SLACK smaller than itself, so that a result kept pins little more than its
+# own memory. Larger arrays are new: their zeroing costs a forward less, and a thread should not
+# hold them once its caller has let them go.
 _RECYCLED_BYTES = (4 << 20, 64 << 20)
 _RECYCLED_BUFFERS = 6
 _RECYCLED_TOTAL_BYTES = 256 << 20
+_RECYCLED_SLACK = 1.25
 _recycled = threading.local()
+_recycled_bytes = 0  # in every thread's buffers
+
+
+class _Buffers(list):
+    """A thread's buffers, the most recent last; what they hold leaves the count with them."""
+
+    def __del__(self) -> None:
+        global _recycled_bytes
+        try:
+            _recycled_bytes -= sum(buffer.nbytes for buffer in self)
+        except TypeError:  # at the interpreter's exit, after the module was cleared
+            pass
 
 
 def _recycled_array(name, shape, dtype):
     """An array for a forward's saved array `name`: a new one, or for one of _RECYCLED_BYTES a
     buffer of this Python thread's that nothing refers to any more (no array of a result or a
-    cache is a view of it) and not more than twice as large."""
+    cache is a view of it) and at most _RECYCLED_SLACK times as large."""
+    global _recycled_bytes
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if not _RECYCLED_BYTES[0] <= nbytes <= _RECYCLED_BYTES[1]:
         return np.empty(shape, dtype)
-    buffers = _recycled.__dict__.setdefault("buffers", [])
+    buffers = _recycled.__dict__.setdefault("buffers", _Buffers())
     for k in range(len(buffers)):
-        if _core.only_listed(buffers, k) and nbytes <= buffers[k].nbytes <= 2 * nbytes:
+        fits = nbytes <= buffers[k].nbytes <= _RECYCLED_SLACK * nbytes
+        if fits and _core.only_listed(buffers, k):
             buffer = buffers.pop(k)
             break
     else:
         buffer = np.empty(nbytes, np.uint8)
-    buffers.append(buffer)  # the most recent last
-    while (len(buffers) > _RECYCLED_BUFFERS or
-           sum(kept.nbytes for kept in buffers) > _RECYCLED_TOTAL_BYTES):
-        del buffers[0]
+        _recycled_bytes += nbytes
+    buffers.append(buffer)
+    while buffers and (len(buffers) > _RECYCLED_BUFFERS or
+                       _recycled_bytes > _RECYCLED_TOTAL_BYTES):
+        _recycled_bytes -= buffers.pop(0).nbytes
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 
@@ -166,7 +184,7 @@ def _forward(kind, xs, h0, c0, W, U, b, lengths, packed=None, scratch=None):
     for name in kind.saved:
         shape = ((T + 1, B, H) if name.endswith("_ext") else
                  (T, B, kind.gates * H) if name == "gates" else (T, B, H))
-        saved[name] = (scratch or _recycled_array)(name, shape, dtype)
+        saved[name] = (_recycled_array if scratch is None else scratch)(name, shape, dtype)
     hs_ext, cs_ext = saved["hs_ext"], saved.get("cs_ext")
     threads, simd = _config.kernel_args()
     start = time.perf_counter()

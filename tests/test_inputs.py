@@ -206,7 +206,7 @@ def test_non_finite_values_with_lengths(rng, kind, bad):
         assert_close(a[finite], e[finite])
 
 
-# ---- the forward's saved arrays, recycled (fastlstm/_functions.py, _recycled_array) -----------------
+# ---- the forward's saved arrays, recycled (fastlstm/_functions.py, _recycled_array) ------------
 
 
 def forward_of(kind, xs, W, U, b):
@@ -222,36 +222,81 @@ def forward_of(kind, xs, W, U, b):
 
 @pytest.fixture
 def recycling_all(monkeypatch):
-    """Every saved array recycled, however small, from an empty set of buffers."""
+    """Every saved array recycled, however small, from no buffers."""
     monkeypatch.setattr(fastlstm._functions, "_RECYCLED_BYTES", (1, 1 << 30))
     monkeypatch.setattr(fastlstm._functions, "_recycled", threading.local())
+    monkeypatch.setattr(fastlstm._functions, "_recycled_bytes", 0)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_recycled_arrays_never_hold_live_results(rng, kind, recycling_all):
-    """A forward's saved arrays reuse the memory of earlier results only once nothing refers to it:
-    results still held keep their values and share no memory with the next results, which are the
-    bits of forwards into new arrays."""
+def weights_of(rng, kind, I, H):
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    W, U = rng.standard_normal((3, gates * 5)), rng.standard_normal((5, gates * 5))
-    b = rng.standard_normal((2, gates * 5) if kind == "gru" else gates * 5)
+    b = rng.standard_normal((2, gates * H) if kind == "gru" else gates * H)
+    return rng.standard_normal((I, gates * H)), rng.standard_normal((H, gates * H)), b
+
+
+@pytest.mark.parametrize("kept", ["everything", "hs", "cache"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_recycled_arrays_never_hold_live_results(rng, kind, kept, recycling_all):
+    """A forward's saved arrays reuse the memory of earlier results only once nothing refers to it:
+    the results still held (all of them, only hs, or only the cache) keep their values and share
+    no memory with the next results, which are the bits of forwards into new arrays."""
+    W, U, b = weights_of(rng, kind, 3, 5)
     xs = [rng.standard_normal((4, 2, 3)) for _ in range(4)]
     with pytest.MonkeyPatch.context() as fresh:
         fresh.setattr(fastlstm._functions, "_RECYCLED_BYTES", (1 << 62, 1 << 62))
         expected = [[a.copy() for a in forward_of(kind, x, W, U, b)[1]] for x in xs]
-    held, held_arrays = forward_of(kind, xs[0], W, U, b)
+    results, arrays = forward_of(kind, xs[0], W, U, b)
+    index = {"everything": range(len(arrays)), "hs": [0], "cache": range(len(results) - 1,
+                                                                          len(arrays))}[kept]
+    held = [arrays[i] for i in index]
+    held_expected = [expected[0][i] for i in index]
+    cache = results[-1] if kept == "cache" else None
+    del results, arrays
     for x, want in zip(xs[1:], expected[1:]):
         results, arrays = forward_of(kind, x, W, U, b)
         for got, expected_array in zip(arrays, want):
             np.testing.assert_array_equal(got, expected_array)
-            assert not any(np.shares_memory(got, kept) for kept in held_arrays)
-    for got, want in zip(held_arrays, expected[0]):
+            assert not any(np.shares_memory(got, array) for array in held)
+    for got, want in zip(held, held_expected):
         np.testing.assert_array_equal(got, want)
+    assert cache is None or all(any(a is b for b in held) for a in forward_cache_arrays(cache))
     del results, arrays, got
-    kept = {id(buffer) for buffer in fastlstm._functions._recycled.buffers}
+    kept_buffers = {id(buffer) for buffer in fastlstm._functions._recycled.buffers}
     _, again = forward_of(kind, xs[0], W, U, b)
     reused = {id(a.base) for a in again if a.base is not None}  # the copies h_T, c_T have none
-    assert reused and reused <= kept
+    assert reused and reused <= kept_buffers
+
+
+def forward_cache_arrays(cache):
+    return [getattr(cache, name) for name in ("hs_ext", "cs_ext", "gates", "hn")
+            if getattr(cache, name, None) is not None]
+
+
+def test_buffers_are_kept_within_bounds(rng, recycling_all, monkeypatch):
+    """Arrays above _RECYCLED_BYTES are new and not kept; all threads' buffers together stay
+    within _RECYCLED_TOTAL_BYTES, and leave the count when their thread ends."""
+    functions = fastlstm._functions
+    monkeypatch.setattr(functions, "_RECYCLED_BYTES", (1, 2000))
+    monkeypatch.setattr(functions, "_RECYCLED_TOTAL_BYTES", 3000)
+    W, U, b = weights_of(rng, "lstm", 3, 5)
+    xs = rng.standard_normal((4, 2, 3))  # gates of 4*2*20*8 = 1280 bytes, states 400 each
+    big = rng.standard_normal((20, 2, 3))  # gates of 6400 bytes: new, states of 1680: kept
+    results = [forward_of("lstm", big, W, U, b)]
+    assert results[0][0][-1].gates.base is None
+    assert [buffer.nbytes for buffer in functions._recycled.buffers] == [1680]  # two: over 3000
+    sizes = []
+
+    def step():
+        kept = [forward_of("lstm", xs, W, U, b) for _ in range(3)]
+        sizes.append(sum(buffer.nbytes for buffer in functions._recycled.buffers))
+        assert functions._recycled_bytes <= 3000
+        return kept
+
+    results.append(step())
+    worker = threading.Thread(target=step)
+    worker.start()
+    worker.join()
+    assert len(sizes) == 2 and functions._recycled_bytes == sizes[0] <= 3000
 
 
 def test_a_view_kept_keeps_its_memory(rng, recycling_all):
@@ -268,17 +313,6 @@ def test_a_view_kept_keeps_its_memory(rng, recycling_all):
                        for a in arrays)
     np.testing.assert_array_equal(view, kept_view)
     np.testing.assert_array_equal(np.asarray(memory), kept_memory)
-
-
-def test_small_and_huge_arrays_are_not_kept(rng):
-    """Below and above _RECYCLED_BYTES a forward's arrays are new, and the thread keeps none."""
-    lo, hi = fastlstm._functions._RECYCLED_BYTES
-    assert lo >= 1 << 20 and hi <= fastlstm._functions._RECYCLED_TOTAL_BYTES
-    recycled = fastlstm._functions._recycled
-    before = list(getattr(recycled, "buffers", []))
-    fastlstm.lstm_forward(rng.standard_normal((3, 2, 4)), None, None, rng.standard_normal((4, 8)),
-                          rng.standard_normal((2, 8)), np.zeros(8))
-    assert list(getattr(recycled, "buffers", [])) == before
 
 
 def test_only_listed_counts_views():
