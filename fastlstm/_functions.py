@@ -136,6 +136,9 @@ _RECYCLED_TOTAL_BYTES = 256 << 20
 _RECYCLED_SLACK = 1.25
 _recycled = threading.local()
 _recycled_bytes = 0  # in every thread's buffers
+# Guards the count, which threads change at once. Reentrant: a collection inside a change may drop
+# an ended thread's buffers, whose __del__ changes it too.
+_recycled_lock = threading.RLock()
 
 
 class _Buffers(list):
@@ -144,8 +147,9 @@ class _Buffers(list):
     def __del__(self) -> None:
         global _recycled_bytes
         try:
-            _recycled_bytes -= sum(buffer.nbytes for buffer in self)
-        except TypeError:  # at the interpreter's exit, after the module was cleared
+            with _recycled_lock:
+                _recycled_bytes -= sum(buffer.nbytes for buffer in self)
+        except (TypeError, AttributeError):  # at the interpreter's exit, the module cleared
             pass
 
 
@@ -165,11 +169,13 @@ def _recycled_array(name, shape, dtype):
             break
     else:
         buffer = np.empty(nbytes, np.uint8)
-        _recycled_bytes += nbytes
+        with _recycled_lock:
+            _recycled_bytes += nbytes
     buffers.append(buffer)
-    while buffers and (len(buffers) > _RECYCLED_BUFFERS or
-                       _recycled_bytes > _RECYCLED_TOTAL_BYTES):
-        _recycled_bytes -= buffers.pop(0).nbytes
+    with _recycled_lock:
+        while buffers and (len(buffers) > _RECYCLED_BUFFERS or
+                           _recycled_bytes > _RECYCLED_TOTAL_BYTES):
+            _recycled_bytes -= buffers.pop(0).nbytes
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 

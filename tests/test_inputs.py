@@ -222,10 +222,13 @@ def forward_of(kind, xs, W, U, b):
 
 @pytest.fixture
 def recycling_all(monkeypatch):
-    """Every saved array recycled, however small, from no buffers."""
+    """Every saved array recycled, however small, from no buffers; the test's own buffers dropped
+    (and their count with them) before the module's are back."""
     monkeypatch.setattr(fastlstm._functions, "_RECYCLED_BYTES", (1, 1 << 30))
     monkeypatch.setattr(fastlstm._functions, "_recycled", threading.local())
     monkeypatch.setattr(fastlstm._functions, "_recycled_bytes", 0)
+    yield
+    fastlstm._functions._recycled.__dict__.pop("buffers", None)
 
 
 def weights_of(rng, kind, I, H):
