@@ -127,9 +127,9 @@ def _kept_workspace(nbytes):
 # 50,32,1024,1024, whose arrays the allocator kept). A training loop holds the previous step's cache
 # while it calls the next forward, so two forwards' arrays are kept: a thread's last
 # _RECYCLED_BUFFERS buffers, and all threads' together up to _RECYCLED_TOTAL_BYTES. A buffer serves
-# arrays up to _RECYCLED_SLACK smaller than itself, so that a result kept pins little more than its
-# own memory. Larger arrays are new: their zeroing costs a forward less, and a thread should not
-# hold them once its caller has let them go.
+# an array only if it is at most _RECYCLED_SLACK times the array's size, so that a result kept pins
+# little more than its own memory. Larger arrays are new: their zeroing costs a forward less, and a
+# thread should not hold them once its caller has let them go.
 _RECYCLED_BYTES = (4 << 20, 64 << 20)
 _RECYCLED_BUFFERS = 6
 _RECYCLED_TOTAL_BYTES = 256 << 20
