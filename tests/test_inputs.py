@@ -213,11 +213,12 @@ def forward_of(kind, xs, W, U, b):
     """A sequence forward of `kind` from zeros: (its results, every array of them and its cache)."""
     results = getattr(fastlstm, f"{kind}_forward")(xs, *([None] * (2 if kind == "lstm" else 1)),
                                                    W, U, b)
-    cache = results[-1]
-    arrays = [r for r in results[:-1]] + [getattr(cache, name) for name in
-                                          ("hs_ext", "cs_ext", "gates", "hn")
-                                          if getattr(cache, name, None) is not None]
-    return results, arrays
+    return results, list(results[:-1]) + forward_cache_arrays(results[-1])
+
+
+def forward_cache_arrays(cache):
+    return [getattr(cache, name) for name in ("hs_ext", "cs_ext", "gates", "hn")
+            if getattr(cache, name, None) is not None]
 
 
 @pytest.fixture
@@ -268,11 +269,6 @@ def test_recycled_arrays_never_hold_live_results(rng, kind, kept, recycling_all)
     _, again = forward_of(kind, xs[0], W, U, b)
     reused = {id(a.base) for a in again if a.base is not None}  # the copies h_T, c_T have none
     assert reused and reused <= kept_buffers
-
-
-def forward_cache_arrays(cache):
-    return [getattr(cache, name) for name in ("hs_ext", "cs_ext", "gates", "hn")
-            if getattr(cache, name, None) is not None]
 
 
 def test_buffers_are_kept_within_bounds(rng, recycling_all, monkeypatch):
