@@ -352,6 +352,13 @@ static inline size_t larger(size_t a, size_t b)
     return a > b ? a : b;
 }
 
+/* Whether H hidden units make an odd number of unit groups of nr (a step of one row has one work
+ * item per group: one of two threads computes a group more than the other at every step). */
+static int odd_groups(ptrdiff_t H, ptrdiff_t nr)
+{
+    return (H + nr - 1) / nr % 2 == 1;
+}
+
 /* Work items of a per-unit loop: (row, chunk of FL_UNIT_CHUNK units), so one row still feeds
  * every thread. */
 static inline ptrdiff_t unit_items(ptrdiff_t B, ptrdiff_t H)
@@ -494,7 +501,8 @@ const char *fl_simd_name(int simd)
 #define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shuffle(a, b, (mask){i, j, k, l})
 #endif
 
-enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW, FL_TILE_PAIR }; /* kernel_table's columns */
+/* kernel_table's columns */
+enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW, FL_TILE_PAIR, FL_TILE_ROW_WIDE, FL_TILES };
 
 /* pointwise.inc: where a forward finds a step's pre-activations, a constant of each caller. */
 enum fl_pre {
@@ -519,7 +527,7 @@ enum fl_pre {
                               : body(FROM_TILES, __VA_ARGS__))
 
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr of the tiles, for the scratch tile at edges */
-#define FL_NR_MAX 64         /* the largest nr, for the leftover columns of in-place products */
+#define FL_NR_MAX 80         /* the largest nr, for the leftover columns of in-place products */
 
 /* The record at the start of weights packed by fl_pack: what they were packed for, which
  * fl_forward_packed compares with what its own call would pack, and where W's and U's panels
@@ -527,7 +535,7 @@ enum fl_pre {
 struct fl_packing {
     uint64_t magic; /* FL_PACKING_MAGIC */
     int kind, dtype, simd;
-    int step_tile;      /* enum fl_tile of the per-step product, which B chooses */
+    int step_tile;      /* enum fl_tile of the per-step product, which B (and H at B = 1) chooses */
     int input_in_steps; /* W packed like U, for the steps (input_in_steps), or for the GEMM */
     ptrdiff_t I, H;
     size_t w_offset, u_offset, bytes;

@@ -22,7 +22,8 @@ SHAPES = [
     (7, 13, 33, 1),
     (3, 2, 1, 65),
     (4, 25, 19, 40),
-    (3, 1, 300, 129),
+    (3, 1, 300, 129),  # one row, 3 unit groups of 64: 2 of 80, the wider row tile's
+    (3, 1, 20, 160),  # whole groups of 80
     (2, 1, 9, 515),  # one row of a wide U: the backward's dot products read U in place
     (2, 12, 250, 270),  # rows enough for the steps to compute x_t @ W, but weights over 2 MiB
     (3, 9, 0, 20),  # no inputs where the steps would compute x_t @ W
@@ -227,9 +228,10 @@ def test_cell_without_state_or_gradient(rng):
 # Steps of at least 2*B*(I+H)*4H = 512K flops, so that the kernels really start several threads
 # (team_size in csrc/fastlstm.c runs smaller steps on the calling thread alone). H = 300 makes an
 # odd number of unit groups for the AVX-512 and AVX2 tiles, whose rows the steps then split
-# (steps.inc, step_rows) differently for each thread count.
+# (steps.inc, step_rows) differently for each thread count; with one row, 4 groups of the wider
+# AVX-512 row tile instead.
 @pytest.mark.parametrize("shape", [(6, 9, 64, 90), (3, 40, 33, 130), (20, 1, 190, 210),
-                                   (3, 1, 30, 520), (4, 24, 40, 300)])
+                                   (3, 1, 30, 520), (4, 24, 40, 300), (5, 1, 190, 300)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bitwise_identical_for_any_thread_count(rng, shape, dtype):
     p = make_problem(rng, *shape, dtype=dtype)
@@ -292,6 +294,7 @@ GRU_SHAPES = [
     (5, 3, 17, 1),
     (3, 2, 1, 65),
     (4, 25, 19, 40),
+    (3, 1, 5, 150),  # one row, 3 unit groups of 64: 2 of 80, the wider row tile's
     (2, 1, 9, 515),
 ]
 
@@ -426,6 +429,7 @@ LENGTHS_SHAPES = [
     (7, 13, 33, 1),
     (3, 2, 1, 65),
     (4, 25, 19, 40),
+    (4, 1, 5, 150),  # one row in groups of 80 (the wider row tile)
 ]
 
 

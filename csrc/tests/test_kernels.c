@@ -53,7 +53,7 @@ long test_ukernels(void)
     test_ukernels_f32(&g, &rng);
     test_ukernels_f64(&g, &rng);
     char note[96];
-    snprintf(note, sizeof note, "levels portable..%s, 3 tiles each, both forms, load_c 0 and 1",
+    snprintf(note, sizeof note, "levels portable..%s, every tile, both forms, load_c 0 and 1",
              fl_simd_name(fl_simd_max()));
     return check_summary(&g, note);
 }

@@ -542,11 +542,13 @@ long test_passes(void)
     // larger shapes, each with a reason: threads at work (team_size), the steps computing their
     // own input side (B >= 8), backward dot products (B = 1, H >= 512), rows past 4-row tiles,
     // two rows (pair tiles) with units past a whole tile, a last unit group of one unit past
-    // whole tiles (computed as edge columns) on one row and on two row panels, and empty dimensions
+    // whole tiles (computed as edge columns) on one row and on two row panels, one row in the
+    // wider AVX-512 row tile's groups of 80 (H = 150: 3 groups of 64, 2 of 80), and empty
+    // dimensions
     static const ptrdiff_t more[][4] = {{4, 9, 7, 64}, {2, 1, 3, 512}, {2, 16, 16, 128},
                                         {3, 5, 2, 9},  {3, 13, 0, 20}, {4, 2, 6, 41},
-                                        {3, 1, 4, 65}, {3, 6, 5, 65},  {3, 0, 2, 3},
-                                        {2, 2, 3, 0}};
+                                        {3, 1, 4, 65}, {3, 6, 5, 65},  {3, 1, 5, 150},
+                                        {3, 0, 2, 3},  {2, 2, 3, 0}};
     const ptrdiff_t cases = 3 * 2 * 2 * 3 + (ptrdiff_t)(sizeof more / sizeof more[0]);
     for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
         for (int dtype = 0; dtype <= 1; dtype++)
@@ -1227,7 +1229,7 @@ static void check_packed_forward(struct check_group *g, const struct problem *p,
 }
 
 /* fl_forward_packed against fl_forward: every kind, dtype and level, 1-3 threads, with the tile of
- * each batch size (row, pair, narrow, wide) and the steps computing their own input side (B >= 8);
+ * each batch size (row, the wider row at H = 150, pair, narrow, wide) and the steps computing their own input side (B >= 8);
  * then the checks of the packed weights against the call. */
 long test_packed(void)
 {
@@ -1235,7 +1237,7 @@ long test_packed(void)
     struct rng rng = {0x5eed0008};
     static const ptrdiff_t shapes[][4] = {{5, 1, 7, 17}, {3, 2, 3, 41}, {4, 3, 5, 9},
                                           {2, 7, 2, 20}, {3, 9, 16, 64}, {2, 12, 0, 5},
-                                          {0, 2, 3, 4},  {2, 1, 300, 70}};
+                                          {0, 2, 3, 4},  {2, 1, 300, 70}, {3, 1, 5, 150}};
     for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
         for (int dtype = 0; dtype <= 1; dtype++)
             for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++) {
