@@ -501,8 +501,15 @@ const char *fl_simd_name(int simd)
 #define FL_SHUFFLE4(mask, a, b, i, j, k, l) __builtin_shuffle(a, b, (mask){i, j, k, l})
 #endif
 
-/* kernel_table's columns */
-enum fl_tile { FL_TILE_WIDE, FL_TILE_NARROW, FL_TILE_ROW, FL_TILE_PAIR, FL_TILE_ROW_WIDE, FL_TILES };
+/* kernel_table's columns, and their count */
+enum fl_tile {
+    FL_TILE_WIDE,
+    FL_TILE_NARROW,
+    FL_TILE_ROW,
+    FL_TILE_PAIR,
+    FL_TILE_ROW_WIDE,
+    FL_TILES
+};
 
 /* pointwise.inc: where a forward finds a step's pre-activations, a constant of each caller. */
 enum fl_pre {

@@ -1229,8 +1229,8 @@ static void check_packed_forward(struct check_group *g, const struct problem *p,
 }
 
 /* fl_forward_packed against fl_forward: every kind, dtype and level, 1-3 threads, with the tile of
- * each batch size (row, the wider row at H = 150, pair, narrow, wide) and the steps computing their own input side (B >= 8);
- * then the checks of the packed weights against the call. */
+ * each batch size (row, the wider row at H = 150, pair, narrow, wide) and the steps computing
+ * their own input side (B >= 8); then the checks of the packed weights against the call. */
 long test_packed(void)
 {
     struct check_group g = check_begin("packed weights");
