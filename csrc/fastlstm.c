@@ -511,6 +511,13 @@ enum fl_tile {
     FL_TILES
 };
 
+/* steps.inc: how a forward that packs its own weights computes its input side xs @ W. */
+enum fl_input_side {
+    FL_INPUT_PACKED,         /* the GEMM over W packed for the wide tile */
+    FL_INPUT_IN_PLACE,       /* W read in place, each tile through all its terms */
+    FL_INPUT_IN_PLACE_BLOCKS /* W read in place, every tile a block of kc terms at a time */
+};
+
 /* pointwise.inc: where a forward finds a step's pre-activations, a constant of each caller. */
 enum fl_pre {
     FROM_Z,       /* z itself: the whole pre-activation (the cells compute it in one product) */

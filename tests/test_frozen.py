@@ -16,9 +16,10 @@ KINDS = {"lstm": fastlstm.LSTM, "gru": fastlstm.GRU, "rnn": fastlstm.RNN}
 # narrow and wide tiles at B = 3 and 7, the wider row tile at B = 1, H = 150), the steps computing
 # their own input side (B = 9 and 16 at small weights), units past a whole tile (H = 65, 257), an
 # I of 513, the input side read in place over terms in two blocks (I = 300; the frozen forward's W
-# is packed) and no steps
+# is packed) and, with W over 6 MB, a block of terms at a time (I = 1024), and no steps
 SHAPES = [(5, 1, 7, 17), (4, 2, 13, 65), (3, 3, 5, 9), (3, 7, 2, 20), (3, 1, 6, 150),
-          (4, 9, 16, 64), (2, 16, 33, 40), (2, 2, 513, 257), (3, 2, 300, 20), (0, 3, 4, 5)]
+          (4, 9, 16, 64), (2, 16, 33, 40), (2, 2, 513, 257), (3, 2, 300, 20), (2, 3, 1024, 400),
+          (0, 3, 4, 5)]
 
 
 def all_outputs(result):

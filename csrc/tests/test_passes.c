@@ -1229,15 +1229,18 @@ static void check_packed_forward(struct check_group *g, const struct problem *p,
 }
 
 /* fl_forward_packed against fl_forward: every kind, dtype and level, 1-3 threads, with the tile of
- * each batch size (row, the wider row at H = 150, pair, narrow, wide) and the steps computing
- * their own input side (B >= 8); then the checks of the packed weights against the call. */
+ * each batch size (row, the wider row at H = 150, pair, narrow, wide), the steps computing
+ * their own input side (B >= 8), and fl_forward reading W in place for it, tile by tile over two
+ * blocks of terms (I = 300) and, with W over 6 MB, a block of terms at a time (I = 1024); then the
+ * checks of the packed weights against the call. */
 long test_packed(void)
 {
     struct check_group g = check_begin("packed weights");
     struct rng rng = {0x5eed0008};
     static const ptrdiff_t shapes[][4] = {{5, 1, 7, 17}, {3, 2, 3, 41}, {4, 3, 5, 9},
                                           {2, 7, 2, 20}, {3, 9, 16, 64}, {2, 12, 0, 5},
-                                          {0, 2, 3, 4},  {2, 1, 300, 70}, {3, 1, 5, 150}};
+                                          {0, 2, 3, 4},  {2, 1, 300, 70}, {3, 1, 5, 150},
+                                          {1, 3, 1024, 400}};
     for (int kind = FL_LSTM; kind <= FL_RNN; kind++)
         for (int dtype = 0; dtype <= 1; dtype++)
             for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++) {
