@@ -1,11 +1,12 @@
 """Inference with weights that no longer change: a layer's forward, its weights packed once.
 
-The kernels read W and U in a packed layout, panels shaped for their register tiles. A forward
-packs both at every call, because a training step changes them between calls. That costs two
-passes over the weights, and at small batches and large H it costs as much as all the steps of a
-short sequence (T = 25, B = 1-4, H = 512: a quarter to a third of the forward). An inference engine
-such as onnxruntime packs its constant weights once, when the session is made. A :class:`Frozen`,
-made by ``layer.freeze()``, does the same for a fastlstm layer.
+The per-step kernels read U in a packed layout, panels shaped for their register tiles. A forward
+packs it at every call, because a training step changes the weights between calls, and W too
+unless the rows are few enough to read it in place. That costs a pass or two over the weights, at
+small batches and large H a large share of a short sequence's forward (T = 25, B = 1-4: an eighth
+to a fifth at H = 512, a third at H = 1024). An inference engine such as onnxruntime packs its
+constant weights once, when the session is made. A :class:`Frozen`, made by ``layer.freeze()``,
+does the same for a fastlstm layer.
 """
 from __future__ import annotations
 

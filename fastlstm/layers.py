@@ -452,10 +452,10 @@ class _Sequence(_Module):
     def freeze(self) -> Frozen:
         """This layer's forward for inference, with its weights as they are now, packed once.
 
-        A forward packs W and U for its kernels at every call, which costs as much as all the steps
-        of a short sequence at small batches and large H. The frozen forward copies the weights
-        now and packs them at its first call with each batch size, as an inference engine packs
-        its constant weights when a session is made.
+        A forward packs U (and W, unless its rows are few) for its kernels at every call, a large
+        share of a short sequence's forward at small batches and large H. The frozen forward
+        copies the weights now and packs them at its first call with each batch size, as an
+        inference engine packs its constant weights when a session is made.
 
         Returns
         -------

@@ -14,8 +14,9 @@ and on a small machine they would take a core from the timed call). Before a sha
 contender's outputs are checked against the reference's, since a benchmark of wrong results is
 worthless.
 
-fastlstm's forward packs its weights for its kernels at every call, since training changes them
-between calls; onnxruntime packs its constant weights once, when the session is made. So the
+fastlstm's forward packs its weights for its kernels at every call (U always, W unless the rows
+are few enough to read it in place), since training changes them between calls; onnxruntime packs
+its constant weights once, when the session is made. So the
 forward is also timed frozen (``layer.freeze()``: the weights packed once, beforehand), and
 onnxruntime is set against both.
 
