@@ -542,6 +542,7 @@ enum fl_pre {
 
 #define FL_TILE_MAX (12 * 32) /* the largest mr*nr of the tiles, for the scratch tile at edges */
 #define FL_NR_MAX 80         /* the largest nr, for the leftover columns of in-place products */
+#define FL_GATES_MAX 4       /* the most gates of a kind (the LSTM's) */
 
 /* The record at the start of weights packed by fl_pack: what they were packed for, which
  * fl_forward_packed compares with what its own call would pack, and where W's and U's panels
