@@ -16,9 +16,8 @@ worthless.
 
 fastlstm's forward packs its weights for its kernels at every call (U always, W unless the rows
 are few enough to read it in place), since training changes them between calls; onnxruntime packs
-its constant weights once, when the session is made. So the
-forward is also timed frozen (``layer.freeze()``: the weights packed once, beforehand), and
-onnxruntime is set against both.
+its constant weights once, when the session is made. So the forward is also timed frozen
+(``layer.freeze()``: the weights packed once, beforehand), and onnxruntime is set against both.
 
 FLOPs count the matrix products: forward = 2*T*B*(I+H)*G*H with G gates per unit (4 for the LSTM, 3
 for the GRU, 1 for the RNN), forward and backward = 3x that. They are set against the machine's GEMM
