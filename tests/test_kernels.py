@@ -228,8 +228,8 @@ def test_cell_without_state_or_gradient(rng):
 # Steps of at least 2*B*(I+H)*4H = 512K flops, so that the kernels really start several threads
 # (team_size in csrc/fastlstm.c runs smaller steps on the calling thread alone). Where there are
 # rows for every thread and U is small, the steps split the rows between the threads (steps.inc,
-# step_split), differently for each thread count; with U larger than 4 MiB (H = 520 in float32),
-# the units, whose odd number of groups for the AVX-512 and AVX2 tiles (9 of 64, H = 520) makes
+# step_split), differently for each thread count; with U larger than 4 MiB (H = 520), the units,
+# whose odd number of groups for the AVX-512 tiles (9 of 64 in float32, 17 of 32 in float64) makes
 # them split the rows too, in two; with one row, 4 groups of the wider AVX-512 row tile at H = 300.
 @pytest.mark.parametrize("shape", [(6, 9, 64, 90), (3, 40, 33, 130), (20, 1, 190, 210),
                                    (3, 1, 30, 520), (4, 24, 40, 300), (5, 1, 190, 300),
