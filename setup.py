@@ -59,14 +59,14 @@ class BuildExt(build_ext):
                       ("FASTLSTM_OPENMP_NOTE", c_string(reason))]
         for ext in self.extensions:
             ext.extra_compile_args = flags
-            ext.extra_link_args = [f for f in flags if f.startswith("-fopenmp")]
+            ext.extra_link_args = [f for f in flags if f.startswith("-fopenmp")] + ["-pthread"]
             ext.define_macros = NUMPY_MACROS + build_info
         super().build_extensions()
 
 
 core = Extension(
     "fastlstm._core",
-    sources=["fastlstm/_core.pyx", "csrc/fastlstm.c"],
+    sources=["fastlstm/_core.pyx", "csrc/fastlstm.c", "csrc/blas_threads.c"],
     include_dirs=["csrc", numpy.get_include()],
     define_macros=NUMPY_MACROS,
     depends=[str(p) for p in pathlib.Path("csrc").glob("*")],

@@ -67,7 +67,9 @@ from ._functions import (
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .frozen import Frozen
 from .stream import Stream
-from . import train
+from . import _blas, train
+
+_blas.share_threads()  # NumPy's OpenBLAS on fastlstm's threads; fork handlers (fastlstm/_blas.py)
 
 __all__ = reference.__all__ + [
     "LSTM",

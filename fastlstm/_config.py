@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from . import _core
+from . import _blas, _core
 from ._version import __version__
 
 _SIMD_LEVELS = {"portable": 0, "avx2": 1, "avx512": 2}
@@ -276,6 +276,7 @@ def config() -> dict[str, Any]:
         "openmp_note": _core.openmp_note(),
         "num_threads": get_num_threads(),
         "dynamic_threads": _dynamic(),
+        "blas_threads": _blas.describe(),
         "simd": _core.simd_name(simd_level()),
         "simd_available": available_simd(),
         "simd_features": _core.simd_features(simd_level()),

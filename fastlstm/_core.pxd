@@ -125,3 +125,13 @@ cdef extern from "fastlstm.h" nogil:
     int fl_matmul(int dtype, void *C, const void *A, const void *B, ptrdiff_t M, ptrdiff_t N,
                   ptrdiff_t K, int trans_a, int trans_b, int num_threads, int simd,
                   void *workspace, size_t workspace_bytes)
+
+
+# NumPy's OpenBLAS run on fastlstm's OpenMP threads (csrc/blas_threads.h).
+cdef extern from "blas_threads.h" nogil:
+    ctypedef void (*fl_openblas_job)(int job, void *jobdata, int dojob_data)
+    void fl_openblas_threads(int sync, fl_openblas_job dojob, int numjobs, size_t jobdata_bytes,
+                             void *jobdata, int dojob_data)
+    unsigned long fl_openblas_calls()
+    int fl_fork_handlers_install()
+    int fl_fork_releases_threads()

@@ -78,6 +78,30 @@ def openmp_note():
     return FASTLSTM_OPENMP_NOTE.decode()
 
 
+# ---- NumPy's OpenBLAS on these threads, and fork (csrc/blas_threads.h; used by _blas.py) ----------
+
+def openblas_callback_address():
+    """The address of fl_openblas_threads, for OpenBLAS's openblas_set_threads_callback_function."""
+    return <uintptr_t>&fl_openblas_threads
+
+
+def openblas_calls():
+    """The OpenBLAS calls whose jobs fl_openblas_threads has run in this process."""
+    return fl_openblas_calls()
+
+
+def install_fork_handlers():
+    """Install the C layer's fork handlers (once; later calls do nothing)."""
+    cdef int status = fl_fork_handlers_install()
+    if status != 0:
+        raise OSError(status, "fastlstm: pthread_atfork failed")
+
+
+def fork_releases_threads():
+    """Whether the OpenMP runtime's threads are released before fork (OpenMP 5.0's pause)."""
+    return bool(fl_fork_releases_threads())
+
+
 def gates(int kind):
     """G, the gate blocks per hidden unit of a kind (4, 3, 1)."""
     return fl_gates(kind)

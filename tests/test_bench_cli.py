@@ -77,12 +77,14 @@ def test_bench_prints_the_table_and_writes_json(tmp_path, dtype, shapes):
     assert "loop (T,B,I,H,O)" in done.stdout and "\n4,2,3,5,2 " in done.stdout
     (loop,) = report["loop_results"]
     assert (loop["T"], loop["B"], loop["I"], loop["H"], loop["O"]) == (4, 2, 3, 5, 2)
-    assert {"fastlstm", "fastlstm, fixed threads", "reference"} <= set(loop["step_ms"])
+    assert {"fastlstm", "fastlstm, BLAS's own threads", "fastlstm, fixed threads",
+            "reference"} <= set(loop["step_ms"])
     steps = 2 * loop["steps_per_round"]
     assert all(len(ms) == steps and min(ms) > 0 for ms in loop["step_ms"].values())
     assert len(loop["ratio_per_round"]["reference / fastlstm"]) == 2
     assert len(loop["ratio_per_round"]["reference / fastlstm + matmul"]) == 2
     assert len(loop["ratio_per_round"]["fastlstm, fixed threads / fastlstm"]) == 2
+    assert len(loop["ratio_per_round"]["fastlstm, BLAS's own threads / fastlstm"]) == 2
 
 
 def test_report_lists_the_speed_ups_within_the_noise():

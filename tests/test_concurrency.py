@@ -215,28 +215,36 @@ def test_multiprocessing_spawn(rng):
     assert results[0] == results[1] == _child_result(0)
 
 
-def test_fork_after_use():
-    """libgomp and fork(): a child that only uses one thread is always safe; this records what a
-    child with several threads does here (the README documents the rule)."""
+@pytest.mark.parametrize("blas_threads", ["shared", "own"])
+def test_fork_after_use(blas_threads):
+    """A process whose OpenMP team ran (a pass of two threads, and NumPy products on fastlstm's
+    threads or OpenBLAS's) forks; the child runs a pass on one and on two threads and a NumPy
+    product, with the parent's bits, and so does the parent after it. Before fork fastlstm
+    releases the forking thread's OpenMP threads: without that, libgomp's next team in the child
+    waits for ever for threads that did not come along."""
     code = textwrap.dedent("""
         import os, numpy as np, fastlstm
-        x = np.ones((20, 4, 8)); W = np.full((8, 64), 0.1); U = np.full((16, 64), 0.1); b = np.zeros(64)
-        with fastlstm.num_threads(2):
-            fastlstm.lstm_forward(x, None, None, W, U, b)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((20, 16, 64)); W = rng.standard_normal((64, 512))
+        U = rng.standard_normal((128, 512)); b = np.zeros(512); a = rng.standard_normal((600, 600))
+        def run(threads):
+            with fastlstm.num_threads(threads):
+                return fastlstm.lstm_forward(x, None, None, W, U, b)[0]
+        expected, product = run(2), a @ a
         pid = os.fork()
         if pid == 0:
-            with fastlstm.num_threads(1):
-                fastlstm.lstm_forward(x, None, None, W, U, b)
-            with fastlstm.num_threads(2):
-                fastlstm.lstm_forward(x, None, None, W, U, b)
-            os._exit(0)
+            same = [np.array_equal(run(1), expected), np.array_equal(run(2), expected),
+                    np.array_equal(a @ a, product)]
+            os._exit(0 if all(same) else 1)
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
+        print("parent", np.array_equal(run(2), expected) and np.array_equal(a @ a, product))
     """)
+    env = {**os.environ, "FASTLSTM_BLAS_THREADS": blas_threads}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=CHILD_CWD)
+                          cwd=CHILD_CWD, env=env)
     assert done.returncode == 0, done.stderr
-    assert "child exit 0" in done.stdout
+    assert "child exit 0" in done.stdout and "parent True" in done.stdout
 
 
 def test_huge_sequence_of_empty_steps_returns_at_once():

@@ -84,7 +84,7 @@ static uint64_t rng_next(struct rng *r)
 }
 
 /* Uniform in [lo, hi). */
-static double rng_uniform(struct rng *r, double lo, double hi)
+static inline double rng_uniform(struct rng *r, double lo, double hi)
 {
     return lo + (hi - lo) * (double)(rng_next(r) >> 11) * 0x1p-53;
 }

@@ -12,7 +12,8 @@ int main(void)
            fl_openmp_version(), fl_simd_name(fl_simd_max()));
     long (*const groups[])(void) = {test_ukernels,      test_matmul, test_activations,
                                     test_pool,          test_passes, test_entry_checks,
-                                    test_streams,       test_stream_checks, test_packed};
+                                    test_streams,       test_stream_checks, test_packed,
+                                    test_blas_threads};
     long failures = 0;
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);

@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 import fastlstm
-from fastlstm import _config, reference
+from fastlstm import _blas, _config, reference
 
 from .timing import SETTLE_SECONDS
 
@@ -15,7 +15,8 @@ LOOP_STEPS = 4  # timed training steps of each contender per round
 QUIET_SECONDS = 0.15  # a sleep before each contender: OpenBLAS's threads spin about 0.1 s
 # the ratios of the training-loop table: speed-ups over the reference, then fastlstm's time against
 # its time with NumPy's BLAS on one thread (when threadpoolctl is there to set that)
-LOOP_RATIOS = [("reference", "fastlstm"), ("fastlstm, fixed threads", "fastlstm"),
+LOOP_RATIOS = [("reference", "fastlstm"), ("fastlstm, BLAS's own threads", "fastlstm"),
+               ("fastlstm, fixed threads", "fastlstm"),
                ("reference", "fastlstm + matmul"),
                ("fastlstm", "fastlstm, 1 BLAS thread"),
                ("fastlstm + matmul", "fastlstm, 1 BLAS thread")]
@@ -72,19 +73,23 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=S
     the threads the previous one left spinning stop, and with all fastlstm's threads, not with the
     fewer that the previous one may have left it (``_config.forget_sharing``).
 
-    A second contender is fastlstm's loop with its thread count kept as set
-    (``_config.fixed_threads``, as ``FASTLSTM_DYNAMIC_THREADS=0``): what the adjustment to cores
-    taken by the BLAS's threads gains, or costs. A third computes the read-out of fastlstm's loop
-    with ``fastlstm.matmul`` instead of NumPy's ``@``; with threadpoolctl, a fourth is the plain
-    loop with the BLAS on one thread. Returns the record: every step time of each contender in
+    The reference's loop runs NumPy's BLAS on OpenBLAS's own threads, as without fastlstm
+    (``_blas.own_threads``); fastlstm's on fastlstm's threads, as after ``import fastlstm``. A
+    contender runs fastlstm's loop with the BLAS on its own threads too: what sharing the threads
+    gains. Another keeps fastlstm's thread count as set (``_config.fixed_threads``, as
+    ``FASTLSTM_DYNAMIC_THREADS=0``): what the adjustment to cores taken by other threads gains, or
+    costs. Another computes the read-out of fastlstm's loop with ``fastlstm.matmul`` instead of
+    NumPy's ``@``; with threadpoolctl, a last one is the plain loop with the BLAS on one thread. Returns the record: every step time of each contender in
     ms, and per round the ratios of the contenders' median step times.
     """
     plain = contextlib.nullcontext
     contenders = {
         "fastlstm": (make_training_step(fastlstm, spec, dtype), plain),
+        "fastlstm, BLAS's own threads": (make_training_step(fastlstm, spec, dtype),
+                                         _blas.own_threads),
         "fastlstm, fixed threads": (make_training_step(fastlstm, spec, dtype),
                                     _config.fixed_threads),
-        "reference": (make_training_step(reference, spec, dtype), plain),
+        "reference": (make_training_step(reference, spec, dtype), _blas.own_threads),
         "fastlstm + matmul": (make_training_step(fastlstm, spec, dtype, product=fastlstm.matmul),
                               plain),
     }

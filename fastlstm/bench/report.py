@@ -207,10 +207,12 @@ def format_loop_table(records, repeat):
     note = ("" if "fastlstm, 1 BLAS thread" in names else
             "; install threadpoolctl for the column with NumPy's BLAS on one thread")
     return ("A NumPy training loop: lstm_forward, a read-out hs @ V, the mean squared error's "
-            "gradient, lstm_backward, SGD (fixed threads: fastlstm's thread count kept as set, "
-            "as with FASTLSTM_DYNAMIC_THREADS=0; fastlstm + matmul: the read-out's products by "
+            "gradient, lstm_backward, SGD (NumPy's BLAS on fastlstm's threads, as after import "
+            "fastlstm, but for the reference and \"BLAS's own threads\": on OpenBLAS's own, as "
+            "without fastlstm; fixed threads: fastlstm's thread count kept as set, as with "
+            "FASTLSTM_DYNAMIC_THREADS=0; fastlstm + matmul: the read-out's products by "
             "fastlstm.matmul).\n"
-            f"NumPy's BLAS at its defaults; {repeat} rounds of {steps} steps of each contender in "
+            f"NumPy's BLAS at its default thread count; {repeat} rounds of {steps} steps of each contender in "
             f"turn, each after {QUIET_SECONDS} s of sleep and {SETTLE_SECONDS} s of its own "
             f"untimed steps; median [min-max]{note}\n"
             + _format_table(columns, rows))

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from fastlstm import _blas
+
 GEMM_SIZE = 2048
 GEMM_REPEAT = 3
 DEFAULT_REPEAT = 5
@@ -59,14 +61,16 @@ def gemm_peak(dtype, size=GEMM_SIZE, repeat=GEMM_REPEAT):
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit NumPy's BLAS to `n` threads if threadpoolctl is importable; yield what was done.
+    """NumPy's BLAS as without fastlstm: on threads of its own (not fastlstm's, see
+    fastlstm/_blas.py), `n` of them if threadpoolctl is importable; yield what was done.
 
     Without threadpoolctl, the BLAS runs on as many threads as it chose itself.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "its own thread count, usually all cores (threadpoolctl not installed)"
-        return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield f"{n} threads, limited with threadpoolctl"
+    with _blas.own_threads():
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield "its own threads, as many as it chose, usually all cores (threadpoolctl not installed)"
+            return
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield f"its own {n} threads, limited with threadpoolctl"
