@@ -6,10 +6,11 @@ notebook and Karpathy's gist do. Both run in this one process, in turn (NumPy, t
 warm-up each, then `--repeats` rounds), timed with time.perf_counter; the table gives each one's
 median. The results are compared first (float32 tolerance), so a fast wrong answer cannot win.
 
-After each of its products NumPy's OpenBLAS keeps its worker threads spinning for about 0.1 s (see
-the README's "Threads beside NumPy"), so a fastlstm pass timed right after the NumPy loop may share
-the cores with them. `--pause 0.3` sleeps that long before each timed call; the default 0 times
-them back to back.
+Both sides run after `import fastlstm`, so NumPy's products run on fastlstm's threads (see the
+README's "Threads beside NumPy"). With FASTLSTM_BLAS_THREADS=own OpenBLAS keeps worker threads of
+its own, which spin for about 0.1 s after each product, so a fastlstm pass timed right after the
+NumPy loop shares the cores with them. `--pause 0.3` sleeps that long before each timed call; the
+default 0 times them back to back.
 
     python bench/compat.py              # CS231n, N=50, T=17, D=512 and 256, H=512, float32
     python bench/compat.py --pause 0.3
