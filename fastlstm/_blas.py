@@ -37,7 +37,8 @@ def _mode() -> str:
 
 
 def _loaded_openblas() -> list[str]:
-    """Paths of the shared libraries named like OpenBLAS mapped into this process."""
+    """Paths of the shared libraries mapped into this process whose path names OpenBLAS (the
+    wheels' libscipy_openblas*.so; Debian's openblas-pthread/libblas.so.3)."""
     try:
         with open("/proc/self/maps") as maps:
             lines = maps.read().splitlines()
@@ -47,9 +48,10 @@ def _loaded_openblas() -> list[str]:
     for line in lines:
         fields = line.split(maxsplit=5)
         if len(fields) == 6:
-            name = os.path.basename(fields[5])
-            if "openblas" in name.lower() and ".so" in name and fields[5] not in paths:
-                paths.append(fields[5])
+            path = fields[5]
+            if ("openblas" in path.lower() and ".so" in os.path.basename(path)
+                    and path not in paths):
+                paths.append(path)
     return paths
 
 

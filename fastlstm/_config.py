@@ -286,7 +286,7 @@ def config() -> dict[str, Any]:
 
 
 def show_config() -> None:
-    """Print fastlstm's version, whether OpenMP is on (and its version), the SIMD level in use,
-    compiler and flags."""
+    """Print fastlstm's version, whether OpenMP is on (and its version), the thread count and
+    whose threads NumPy's BLAS runs on, the SIMD level in use, compiler and flags."""
     for key, value in config().items():
         print(f"{key:>16}: {value}")
