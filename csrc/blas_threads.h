@@ -9,7 +9,10 @@
  * team: the same threads as fastlstm's passes, one set of threads for both.
  *
  * Unlike fastlstm.h's kernels, this part keeps process-wide state (a lock, fork handlers) and may
- * start threads: it stands in for OpenBLAS's own thread server, which is one per process.
+ * start threads: it stands in for OpenBLAS's own thread server, which is one per process. It is
+ * also the one place in csrc/ that prints and aborts: when it cannot start a thread that a waiting
+ * piece of an OpenBLAS call needs, there is no way on (the other pieces wait for it for ever), and
+ * it says so on stderr and aborts, as OpenMP runtimes and OpenBLAS's own server do.
  */
 #ifndef FASTLSTM_BLAS_THREADS_H
 #define FASTLSTM_BLAS_THREADS_H
