@@ -3,8 +3,9 @@ training loop, with OpenBLAS on its own threads (as without fastlstm) and on fas
 ``import fastlstm``, see the README's "Threads beside NumPy").
 
 Both in this one process, interleaved: each round times each case once with OpenBLAS on its own
-threads and once on fastlstm's, in turn (which first alternates from round to round), each after 0.3 s of sleep (the threads that the other
-left spinning stop) and 0.2 s of its own untimed calls; a round's time is the median of 9 calls.
+threads and once on fastlstm's, in turn (which goes first alternates from round to round), each
+after 0.3 s of sleep (the threads that the other left spinning stop) and 0.2 s of its own untimed
+calls; a round's time is the median of 9 calls.
 The table gives each case's time on OpenBLAS's own threads (the median round) and the ratio shared
 / own per round: its median and its range. float32, NumPy's BLAS at its default thread count.
 

@@ -115,5 +115,6 @@ long test_blas_threads(void)
     check(&group, fl_fork_handlers_install() == 0, "a second install is not a no-op");
     if (fl_fork_releases_threads())
         check(&group, child_runs_a_team(), "a forked child's team did not run");
-    return check_summary(&group, fl_fork_releases_threads() ? "fork after a team: child ran" : "fork: not checked (no OpenMP 5 pause)");
+    return check_summary(&group, fl_fork_releases_threads() ? "1-8 jobs, nested calls, fork"
+                                                            : "1-8 jobs, nested calls; no fork");
 }

@@ -79,8 +79,9 @@ def bench_training_loop(spec, threads, dtype, repeat, steps=LOOP_STEPS, settle=S
     gains. Another keeps fastlstm's thread count as set (``_config.fixed_threads``, as
     ``FASTLSTM_DYNAMIC_THREADS=0``): what the adjustment to cores taken by other threads gains, or
     costs. Another computes the read-out of fastlstm's loop with ``fastlstm.matmul`` instead of
-    NumPy's ``@``; with threadpoolctl, a last one is the plain loop with the BLAS on one thread. Returns the record: every step time of each contender in
-    ms, and per round the ratios of the contenders' median step times.
+    NumPy's ``@``; with threadpoolctl, a last one is the plain loop with the BLAS on one thread.
+    Returns the record: every step time of each contender in ms, and per round the ratios of the
+    contenders' median step times.
     """
     plain = contextlib.nullcontext
     contenders = {

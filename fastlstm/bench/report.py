@@ -212,8 +212,8 @@ def format_loop_table(records, repeat):
             "without fastlstm; fixed threads: fastlstm's thread count kept as set, as with "
             "FASTLSTM_DYNAMIC_THREADS=0; fastlstm + matmul: the read-out's products by "
             "fastlstm.matmul).\n"
-            f"NumPy's BLAS at its default thread count; {repeat} rounds of {steps} steps of each contender in "
-            f"turn, each after {QUIET_SECONDS} s of sleep and {SETTLE_SECONDS} s of its own "
+            f"NumPy's BLAS at its default thread count; {repeat} rounds of {steps} steps of each "
+            f"contender in turn, each after {QUIET_SECONDS} s of sleep and {SETTLE_SECONDS} s of its own "
             f"untimed steps; median [min-max]{note}\n"
             + _format_table(columns, rows))
 

@@ -70,7 +70,8 @@ def blas_threads(n):
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            yield "its own threads, as many as it chose, usually all cores (threadpoolctl not installed)"
+            yield ("its own threads, as many as it chose, usually all cores (threadpoolctl not "
+                   "installed)")
             return
         with threadpool_limits(limits=n, user_api="blas"):
             yield f"its own {n} threads, limited with threadpoolctl"
