@@ -215,6 +215,10 @@ def test_multiprocessing_spawn(rng):
     assert results[0] == results[1] == _child_result(0)
 
 
+@pytest.mark.skipif(fastlstm._core.openmp_version() > 0
+                    and not fastlstm._core.fork_releases_threads(),
+                    reason="this OpenMP runtime cannot release its threads before fork (the "
+                           "README's rule applies: one thread in a forked child)")
 @pytest.mark.parametrize("blas_threads", ["shared", "own"])
 def test_fork_after_use(blas_threads):
     """A process whose OpenMP team ran (a pass of two threads, and NumPy products on fastlstm's

@@ -15,6 +15,6 @@ long test_entry_checks(void); /* test_passes.c: the entry points' status codes, 
 long test_streams(void);      /* test_passes.c: stacks stepped by fl_stream_step against naive C */
 long test_stream_checks(void); /* test_passes.c: fl_stream_step's status codes, nothing written */
 long test_packed(void); /* test_passes.c: fl_forward_packed against fl_forward, and its checks */
-long test_blas_threads(void); /* test_blas_threads.c: OpenBLAS's jobs on the team, fork after a team */
+long test_blas_threads(void); /* test_blas_threads.c: OpenBLAS's jobs on a team; fork after one */
 
 #endif /* FASTLSTM_TESTS_TESTS_H */
